@@ -1,0 +1,1 @@
+"""Deployments of the Relais flows and their schedules."""

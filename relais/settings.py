@@ -1,0 +1,58 @@
+"""Settings read from the environment, lazily (never at import time)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Where Relais keeps its state and which clock it reads."""
+
+    home: Path
+    database_url: str
+    queue_root: Path
+    timezone_name: str
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        """The zone of the offices' working days (Europe/Paris by default)."""
+        return ZoneInfo(self.timezone_name)
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where monthly convention reports are written."""
+        return self.home / "reports"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the configured database is the embedded SQLite one."""
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from ``environ`` (``os.environ`` by default)."""
+    env = os.environ if environ is None else environ
+    home = Path(env.get("RELAIS_HOME") or Path.home() / ".relais").expanduser()
+    database_url = env.get("RELAIS_DATABASE_URL") or f"sqlite:///{home / 'relais.db'}"
+    queue_root = Path(env.get("RELAIS_QUEUE_ROOT") or home / "queues").expanduser()
+    timezone_name = env.get("RELAIS_TIMEZONE") or "Europe/Paris"
+    ZoneInfo(timezone_name)  # fail early on a misspelt zone
+    return Settings(
+        home=home, database_url=database_url, queue_root=queue_root, timezone_name=timezone_name
+    )
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests change the environment between cases)."""
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""Prefect tasks: one I/O or side-effect boundary each."""

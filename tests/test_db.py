@@ -1,0 +1,48 @@
+"""Schema management: migrations create exactly the models' schema, on both backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, select
+from sqlmodel import Session, SQLModel
+
+import models.tables  # noqa: F401
+from models.tables import RunLock
+from relais import db
+
+
+def test_migrations_match_models(engine: Engine) -> None:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        diff = compare_metadata(context, SQLModel.metadata)
+    assert diff == []
+
+
+def test_schema_is_at_head(engine: Engine) -> None:
+    assert db.current_revision(engine) == db.HEAD_REVISION
+
+
+def test_upgrade_twice_is_a_no_op(engine: Engine) -> None:
+    assert db.upgrade(engine) == db.HEAD_REVISION
+
+
+def test_timestamps_come_back_aware_in_utc(engine: Engine) -> None:
+    paris_winter = timezone(timedelta(hours=1))
+    moment = datetime(2026, 3, 29, 1, 30, tzinfo=paris_winter)
+    with Session(engine) as session:
+        session.add(RunLock(name="routing", acquired_at=moment))
+        session.commit()
+    with Session(engine) as session:
+        stored = session.exec(select(RunLock.acquired_at)).one()[0]
+    assert stored.tzinfo is not None
+    assert stored == moment
+    assert stored.utcoffset() == UTC.utcoffset(None)
+
+
+def test_sqlite_uses_wal(sqlite_engine: Engine) -> None:
+    with sqlite_engine.connect() as connection:
+        mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+    assert mode == "wal"
