@@ -55,7 +55,9 @@ def _department(value: Any) -> Any:
         )
     if not isinstance(value, str):
         raise PydanticCustomError(
-            "department_type", "must be a department code in quotes, got {kind}", {"kind": _kind(value)}
+            "department_type",
+            "must be a department code in quotes, got {kind}",
+            {"kind": _kind(value)},
         )
     if not DEPARTMENT_RE.fullmatch(value):
         raise PydanticCustomError(

@@ -1,0 +1,254 @@
+"""Reference data in the database: load a YAML file (idempotent upsert), read it back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session, SQLModel, col, select
+
+from models.documents import ReferenceDocument
+from models.tables import Closure, Directorate, RemoteService, RunLock, Sie
+from relais.db import session_scope
+from relais.domain.reference import (
+    DirectorateRef,
+    ReferenceSnapshot,
+    ServiceRef,
+    SieRef,
+    plan_reference_load,
+)
+from relais.errors import ConflictError, ValidationError
+from relais.yamlio import load_yaml_file, parse_model, render_problems
+
+#: Name of the ``run_lock`` row that serialises writers of reference data and conventions.
+REFERENCE_LOCK = "reference-data"
+
+
+@dataclass(slots=True)
+class KindCounts:
+    """What a load did to one kind of entry."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def total(self) -> int:
+        """Entries of this kind in the file."""
+        return self.created + self.updated + self.unchanged
+
+
+@dataclass(slots=True)
+class ReferenceLoadResult:
+    """Counts per kind and the warnings of a successful load."""
+
+    source: str
+    counts: dict[str, KindCounts] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was written."""
+        return any(counts.created or counts.updated for counts in self.counts.values())
+
+
+def read_snapshot(session: Session) -> ReferenceSnapshot:
+    """All stored directorates, SIEs and services as plain values."""
+    return ReferenceSnapshot.of(
+        directorates=(
+            DirectorateRef(row.code, row.name, row.department)
+            for row in session.exec(select(Directorate))
+        ),
+        sies=(
+            SieRef(row.code, row.name, row.directorate_code, row.department)
+            for row in session.exec(select(Sie))
+        ),
+        services=(
+            ServiceRef(
+                row.code, row.name, row.town, row.department, row.host_directorate_code, row.agents
+            )
+            for row in session.exec(select(RemoteService))
+        ),
+    )
+
+
+def serialise_writers(session: Session, name: str = REFERENCE_LOCK) -> None:
+    """Make this transaction the only writer of reference data and conventions until it ends.
+
+    Validation reads stored data and then writes: two concurrent loads or applies must not
+    both validate against the state before the other's write. The ``run_lock`` row is
+    written first thing: PostgreSQL locks the row, SQLite takes its database write lock.
+    """
+    now = datetime.now(UTC)
+    updated = session.exec(update(RunLock).where(col(RunLock.name) == name).values(acquired_at=now))
+    if getattr(updated, "rowcount", 0) == 0:
+        try:
+            with session.begin_nested():
+                session.add(RunLock(name=name, holder="relais", acquired_at=now))
+        except IntegrityError:
+            # Another writer created the row first: wait for its lock like any later writer.
+            session.exec(update(RunLock).where(col(RunLock.name) == name).values(acquired_at=now))
+
+
+def load_reference(path: str | Path, *, engine: Engine | None = None) -> ReferenceLoadResult:
+    """Load the reference file at ``path``: all of it in one transaction, or nothing.
+
+    Raises ``ValidationError`` naming every problem (file, field, line) when the file has
+    any error; warnings are returned with the counts.
+    """
+    document = load_yaml_file(path)
+    parsed, schema_problems = parse_model(document, ReferenceDocument)
+    if parsed is None:
+        lines = render_problems(schema_problems, {document.source: document})
+        raise ValidationError(
+            f"{document.source}: reference data not loaded ({len(lines)} problem(s))",
+            problems=lines,
+        )
+    # With unknown keys only, the rest is still checked so every problem is named at once.
+    result = ReferenceLoadResult(source=document.source)
+    try:
+        with session_scope(engine) as session:
+            serialise_writers(session)
+            plan = plan_reference_load(parsed, read_snapshot(session))
+            problems = [
+                *schema_problems,
+                *(replace(problem, source=document.source) for problem in plan.problems),
+            ]
+            rendered = render_problems(problems, {document.source: document})
+            errors = [
+                line for line, problem in zip(rendered, problems, strict=True) if problem.is_error
+            ]
+            if errors:
+                raise ValidationError(
+                    f"{document.source}: reference data not loaded ({len(errors)} problem(s))",
+                    problems=errors,
+                )
+            result.warnings = [
+                line
+                for line, problem in zip(rendered, problems, strict=True)
+                if not problem.is_error
+            ]
+            result.counts["directorates"] = _upsert(
+                session,
+                Directorate,
+                [
+                    {"code": entry.code, "name": entry.name, "department": entry.department}
+                    for entry in plan.directorates
+                ],
+                ("code",),
+            )
+            result.counts["sies"] = _upsert(
+                session,
+                Sie,
+                [
+                    {
+                        "code": entry.code,
+                        "name": entry.name,
+                        "directorate_code": entry.directorate,
+                        "department": entry.department,
+                    }
+                    for entry in plan.sies
+                ],
+                ("code",),
+            )
+            result.counts["services"] = _upsert(
+                session,
+                RemoteService,
+                [
+                    {
+                        "code": entry.code,
+                        "name": entry.name,
+                        "town": entry.town,
+                        "department": entry.department,
+                        "host_directorate_code": entry.host_directorate,
+                        "agents": entry.agents,
+                    }
+                    for entry in plan.services
+                ],
+                ("code",),
+            )
+            result.counts["closures"] = _upsert(
+                session,
+                Closure,
+                [
+                    {"office": entry.office, "day": entry.day, "reason": entry.reason}
+                    for entry in plan.closures
+                ],
+                ("office", "day"),
+            )
+    except OperationalError as error:
+        raise ConflictError(
+            "reference data not loaded: the database is busy with another writer; try again"
+        ) from error
+    except IntegrityError as error:
+        raise ConflictError(
+            "reference data not loaded: another load changed the same entries; try again"
+        ) from error
+    return result
+
+
+def _upsert(
+    session: Session, table: type[SQLModel], rows: list[dict[str, Any]], key: tuple[str, ...]
+) -> KindCounts:
+    """Insert missing rows, update changed ones, count the rest; flushed before returning."""
+    counts = KindCounts()
+    if not rows:
+        return counts
+    # One query for the stored rows rather than one per entry (a few hundred at most).
+    stored = {tuple(getattr(row, name) for name in key): row for row in session.exec(select(table))}
+    for values in rows:
+        existing = stored.get(tuple(values[name] for name in key))
+        if existing is None:
+            session.add(table(**values))
+            counts.created += 1
+            continue
+        changed = False
+        for name, value in values.items():
+            if getattr(existing, name) != value:
+                setattr(existing, name, value)
+                changed = True
+        if changed:
+            counts.updated += 1
+        else:
+            counts.unchanged += 1
+    # Parents before children: SIEs and services reference the directorates just added.
+    session.flush()
+    return counts
+
+
+def list_reference(session: Session) -> dict[str, list[dict[str, Any]]]:
+    """Everything loaded, each entry with the fields of the YAML file."""
+    return {
+        "directorates": [
+            {"code": row.code, "name": row.name, "department": row.department}
+            for row in session.exec(select(Directorate).order_by(col(Directorate.code)))
+        ],
+        "sies": [
+            {
+                "code": row.code,
+                "name": row.name,
+                "directorate": row.directorate_code,
+                "department": row.department,
+            }
+            for row in session.exec(select(Sie).order_by(col(Sie.code)))
+        ],
+        "services": [
+            {
+                "code": row.code,
+                "name": row.name,
+                "town": row.town,
+                "department": row.department,
+                "host_directorate": row.host_directorate_code,
+                "agents": row.agents,
+            }
+            for row in session.exec(select(RemoteService).order_by(col(RemoteService.code)))
+        ],
+        "closures": [
+            {"office": row.office, "date": row.day, "reason": row.reason}
+            for row in session.exec(select(Closure).order_by(col(Closure.office), col(Closure.day)))
+        ],
+    }
