@@ -1,0 +1,7 @@
+"""The HTTP API and the supervisors' dashboard (FastAPI)."""
+
+from __future__ import annotations
+
+from relais.api.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,41 @@
+"""``relais api``: serve the HTTP API and the supervisors' dashboard."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Annotated
+
+import typer
+
+from relais.cli.output import info
+
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s]*")
+
+
+class RedactTokens(logging.Filter):
+    """Blank ``?token=`` values in access-log lines (the dashboard's sign-in link carries one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_QUERY.sub(r"\1***", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def api_command(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+) -> None:
+    """Serve the HTTP API and the dashboard (Ctrl-C to stop)."""
+    import uvicorn
+
+    from relais.api import create_app
+    from relais.db import get_engine
+
+    get_engine()  # migrate and fail now, not on the first request, if the database is unusable
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+    info(f"Relais API on http://{host}:{port} (dashboard: /dashboard?token=<token>)")
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
