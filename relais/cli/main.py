@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -14,7 +14,7 @@ from relais.errors import RelaisError
 class RelaisGroup(TyperGroup):
     """Translates domain errors into a message on stderr and exit code 1, once, here."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except RelaisError as error:
@@ -39,6 +39,18 @@ def _register() -> None:
     from relais.cli import db
 
     app.add_typer(db.app, name="db")
+    app.add_typer(import_module("relais.cli.reference").app, name="reference")
+    app.add_typer(import_module("relais.cli.conventions").app, name="conventions")
+    app.add_typer(import_module("relais.cli.tokens").app, name="tokens")
+    app.command("report")(import_module("relais.cli.report").report_command)
+    app.command("intake")(import_module("relais.cli.intake").intake_command)
+    app.command("route")(import_module("relais.cli.route").route_command)
+    app.command("api")(import_module("relais.cli.api").api_command)
+    app.add_typer(import_module("relais.cli.items").app, name="items")
+    app.add_typer(import_module("relais.cli.sla").app, name="sla")
+    app.command("worklist")(import_module("relais.cli.sla").worklist_command)
+    app.command("serve")(import_module("relais.cli.serve").serve_command)
+    app.command("demo")(import_module("relais.cli.demo").demo_command)
 
 
 _register()
