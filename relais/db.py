@@ -45,7 +45,9 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True)
+    # No server-side prepared statements: after five runs psycopg would prepare a listing
+    # query and PostgreSQL could switch it to a generic plan that ignores the partial indexes.
+    return create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None})
 
 
 def current_revision(engine: Engine) -> str | None:
