@@ -877,6 +877,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(WORKERS[name](**payload), default=str))
         return 0
 
+    # The scan and breach-query stage lives beside its own workers; it registers itself.
+    from benchmarks import bench_queries
+
+    bench_queries.register()
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
