@@ -22,6 +22,9 @@ from relais.errors import ValidationError
 MAX_YAML_BYTES = 5 * 1024 * 1024
 #: Bound on values visited once aliases are expanded ("billion laughs" documents).
 MAX_YAML_NODES = 200_000
+#: Reference and convention files nest a few levels; deeper documents are refused before
+#: their values are built (building them recurses once per level).
+MAX_YAML_DEPTH = 32
 
 Location = tuple[str | int, ...]
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -86,6 +89,8 @@ def load_yaml_text(text: str, *, source: str) -> YamlDocument:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
+        if node is not None and _depth_exceeds(node, MAX_YAML_DEPTH):
+            raise _problem(source, f"values nested more than {MAX_YAML_DEPTH} levels deep")
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as error:
         raise _problem(source, _describe_yaml_error(error)) from None
@@ -126,6 +131,28 @@ def _describe_yaml_error(error: yaml.MarkedYAMLError) -> str:
         else "YAML syntax error"
     )
     return f"{where}{kind}: {what}{context}"
+
+
+def _depth_exceeds(root: yaml.Node, limit: int) -> bool:
+    """Whether any value sits more than ``limit`` levels deep (iterative: no recursion)."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 0)]
+    # Aliases share nodes: visit a node again only when reached deeper than before (a
+    # self-referencing document is then, rightly, too deep).
+    deepest: dict[int, int] = {}
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if deepest.get(id(node), -1) >= depth:
+            continue
+        deepest[id(node)] = depth
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                stack.append((key_node, depth + 1))
+                stack.append((value_node, depth + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, depth + 1) for item in node.value)
+    return False
 
 
 def _index(

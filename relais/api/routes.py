@@ -131,7 +131,8 @@ def post_event(
     A service token posts on the items its service holds; an admin on any item; a
     supervisor reads but does not post. The author recorded is the token's name.
     """
-    _readable_item(session, Scope.load(session, principal), sie, reference)
+    scope = Scope.load(session, principal)
+    _readable_item(session, scope, sie, reference)
     if principal.role is Role.SUPERVISOR:
         raise ForbiddenError("supervisor tokens read items; events are posted by services")
     moment = now()
@@ -147,6 +148,9 @@ def post_event(
         by=principal.name,
         now=moment,
     )
+    # Checked again under the item's lock, held until the commit: routing may have given
+    # the item to another holder between the first check and the lock (rolled back then).
+    _readable_item(session, scope, sie, reference)
     session.commit()
     return item_detail(session, sie=sie, reference=reference, as_of=today())
 

@@ -56,6 +56,9 @@ def report_command(
     if out is None:
         typer.echo(document, nl=False)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(document, encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(document, encoding="utf-8")
+    except OSError as error:
+        raise ValidationError(f"cannot write the report to {out}: {error.strerror}") from None
     info(f"Report {convention} {report.month} ({output_format.value}) written to {out}.")

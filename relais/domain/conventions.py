@@ -24,6 +24,9 @@ STANDARD_AGENTS = 25
 MIN_TARGET_BUSINESS_DAYS = 1
 MAX_TARGET_BUSINESS_DAYS = 250
 MIN_DAILY_CAPACITY = 1
+#: Upper bounds that keep numbers inside the database's integer columns (a typo guard too).
+MAX_VERSION = 1_000_000
+MAX_DAILY_CAPACITY = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +281,8 @@ def _document_problems(document: ConventionDocument, reference: ReferenceSnapsho
 
     if document.version < 1:
         error(("version",), f"must be 1 or more (got {document.version})")
+    elif document.version > MAX_VERSION:
+        error(("version",), f"must be at most {MAX_VERSION} (got {document.version})")
 
     exporting = reference.directorates.get(document.exporting_directorate)
     if exporting is None:
@@ -348,6 +353,12 @@ def _document_problems(document: ConventionDocument, reference: ReferenceSnapsho
             error(
                 (*base, "daily_capacity"),
                 f"must be at least {MIN_DAILY_CAPACITY} (got {line.daily_capacity}); "
+                "leave it out for no cap",
+            )
+        elif line.daily_capacity is not None and line.daily_capacity > MAX_DAILY_CAPACITY:
+            error(
+                (*base, "daily_capacity"),
+                f"must be at most {MAX_DAILY_CAPACITY} (got {line.daily_capacity}); "
                 "leave it out for no cap",
             )
         if line.covers_all:

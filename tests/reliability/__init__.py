@@ -1,0 +1,1 @@
+"""Tests that try to break Relais: faults, concurrency, hostile input, access control."""
