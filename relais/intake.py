@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from models.tables import IntakeFile, IntakeRejection, ItemEvent, Sie, WorkItem
 from models.types import UTCDateTime
+from relais.csvcells import safe_cell
 from relais.domain.intake import REASON_CONFLICT, IntakeRow, RowRejection, RowValidator
 from relais.errors import ConfigurationError, NotFoundError
 from relais.queuefiles import (
@@ -53,7 +54,6 @@ ERRORS_HEADER: Final = ("line", "reference", "reason")
 # Folders intake creates: never writable by everyone, whatever the umask says.
 _FOLDER_MODE: Final = 0o775
 # Cells a spreadsheet would take for a formula (CSV injection).
-_FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
 # SQLite's limit on bound parameters is 32766 since 3.32; stay far below it.
 _LOOKUP_CHUNK: Final = 900
 # Class of the PostgreSQL advisory locks that serialise the intake of one SIE ("RQ").
@@ -642,12 +642,6 @@ def _free_name(folder: Path, name: str) -> str:
         if not (folder / candidate).exists():
             return candidate
         number += 1
-
-
-def safe_cell(value: object) -> str:
-    """A cell that spreadsheets will not run as a formula (CSV injection)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
 
 
 def _write_errors_file(folder: Path, file_name: str, rows: Iterable[Sequence[object]]) -> Path:

@@ -24,6 +24,7 @@ from sqlmodel import Session
 
 from models.tables import Closure, ItemEvent, RemoteService, Sie, WorkItem
 from relais.calendars import ensure_calendar_years
+from relais.csvcells import safe_cell
 from relais.db import session_scope
 from relais.domain.calendar import MAX_YEAR, MIN_YEAR, BusinessCalendar, calendar_for
 from relais.domain.catalogue import CATALOGUE
@@ -50,7 +51,6 @@ MAX_EVENTS_FILE_BYTES: Final = 50 * 1024 * 1024
 EVENTS_COLUMNS: Final = ("sie", "reference", "event", "at", "reason")
 REQUIRED_COLUMNS: Final = ("sie", "reference", "event")
 #: Spreadsheets run a cell starting with one of these as a formula.
-_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 
 
 # --- one event ----------------------------------------------------------------------------
@@ -327,13 +327,6 @@ def _history(events: Sequence[Row[Any]], zone: Any) -> list[dict[str, Any]]:
 
 
 # --- event files --------------------------------------------------------------------------
-
-
-def safe_cell(value: Any) -> Any:
-    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 def write_errors_file(path: Path, rejected: list[tuple[int, str, str]]) -> None:

@@ -38,6 +38,7 @@ from sqlmodel import Session, col
 from models.tables import ConventionVersion, ItemEvent, RemoteService, WorkItem
 from relais.calendars import office_calendars
 from relais.conventions import sie_directorates, stored_versions
+from relais.csvcells import safe_cell
 from relais.domain.calendar import BusinessCalendar, calendar_for
 from relais.domain.catalogue import CATALOGUE, process_info
 from relais.domain.conventions import Period, VersionSpec, in_force_periods
@@ -421,7 +422,7 @@ def render_csv(report: ConventionReport) -> str:
     writer.writerow(CSV_COLUMNS)
     for row in report.rows:
         values = row.as_dict()
-        writer.writerow(["" if values[name] is None else values[name] for name in CSV_COLUMNS])
+        writer.writerow([safe_cell(values[name]) for name in CSV_COLUMNS])
     return "\ufeff" + buffer.getvalue()
 
 

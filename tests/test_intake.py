@@ -12,8 +12,9 @@ from sqlalchemy import Engine, func, select, text
 
 from models.tables import IntakeRejection, WorkItem
 from models.types import UTCDateTime
+from relais.csvcells import safe_cell
 from relais.errors import NotFoundError
-from relais.intake import discover_queues, ingest_file, reporting_progress, safe_cell
+from relais.intake import discover_queues, ingest_file, reporting_progress
 from tests.intake_data import (
     AS_OF,
     OTHER_SIE,

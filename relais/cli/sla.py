@@ -93,7 +93,7 @@ def _cell(value: Any) -> str:
 
 def rows_to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     """Rows as ``;``-separated CSV text (header first), safe to open in a spreadsheet."""
-    from relais.items import safe_cell
+    from relais.csvcells import safe_cell
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=";")
