@@ -156,7 +156,9 @@ def exclusive_transaction(
     SQLite: ``BEGIN IMMEDIATE`` takes the database's write lock up front (a second run waits
     for it, busy timeout then retry). PostgreSQL: writing the ``run_lock`` row locks it until
     the end of the transaction; a second run blocks on it and, once it gets it, reads what the
-    first one committed (READ COMMITTED takes a fresh snapshot per statement).
+    first one committed (READ COMMITTED takes a fresh snapshot per statement). A run that
+    writes also locks ``work_item`` against other writers (reads go on), so events posted
+    meanwhile wait for it rather than forcing it to start again.
     """
     now = now or datetime.now(UTC)
     with engine.connect() as connection:
@@ -179,6 +181,10 @@ def exclusive_transaction(
             # Hash joins of a million plan rows stay in memory instead of spilling in batches.
             connection.exec_driver_sql(f"SET LOCAL work_mem = '{POSTGRES_WORK_MEM}'")
             _take_lock(connection, holder, now)
+            if commit:
+                # Writers of items (events, intake) wait for the run instead of changing
+                # planned items under it, as SQLite's write lock makes them do; readers go on.
+                connection.exec_driver_sql("LOCK TABLE work_item IN EXCLUSIVE MODE")
             yield connection
         except BaseException:
             transaction.rollback()
