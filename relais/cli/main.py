@@ -36,21 +36,27 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from relais.cli import db
+    """Register the commands in the order a user meets them (``relais --help``)."""
 
-    app.add_typer(db.app, name="db")
-    app.add_typer(import_module("relais.cli.reference").app, name="reference")
-    app.add_typer(import_module("relais.cli.conventions").app, name="conventions")
-    app.add_typer(import_module("relais.cli.tokens").app, name="tokens")
-    app.command("report")(import_module("relais.cli.report").report_command)
-    app.command("intake")(import_module("relais.cli.intake").intake_command)
-    app.command("route")(import_module("relais.cli.route").route_command)
-    app.command("api")(import_module("relais.cli.api").api_command)
-    app.add_typer(import_module("relais.cli.items").app, name="items")
-    app.add_typer(import_module("relais.cli.sla").app, name="sla")
-    app.command("worklist")(import_module("relais.cli.sla").worklist_command)
-    app.command("serve")(import_module("relais.cli.serve").serve_command)
-    app.command("demo")(import_module("relais.cli.demo").demo_command)
+    def command(name: str, module: str, function: str) -> None:
+        app.command(name)(getattr(import_module(f"relais.cli.{module}"), function))
+
+    def group(name: str, module: str) -> None:
+        app.add_typer(import_module(f"relais.cli.{module}").app, name=name)
+
+    command("demo", "demo", "demo_command")
+    group("reference", "reference")
+    group("conventions", "conventions")
+    command("intake", "intake", "intake_command")
+    command("route", "route", "route_command")
+    group("items", "items")
+    group("sla", "sla")
+    command("worklist", "sla", "worklist_command")
+    command("report", "report", "report_command")
+    group("tokens", "tokens")
+    command("api", "api", "api_command")
+    command("serve", "serve", "serve_command")
+    group("db", "db")
 
 
 _register()
