@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,17 +26,40 @@ class RedactTokens(logging.Filter):
         return True
 
 
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, with tokens blanked in access lines (in every worker process)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_tokens"] = {"()": RedactTokens}
+    config["handlers"]["access"]["filters"] = ["redact_tokens"]
+    return config
+
+
 def api_command(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=1, max=64, help="Server processes (more for many clients)."),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API and the dashboard (Ctrl-C to stop)."""
     import uvicorn
 
-    from relais.api import create_app
     from relais.db import get_engine
 
     get_engine()  # migrate and fail now, not on the first request, if the database is unusable
-    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
-    info(f"Relais API on http://{host}:{port} (dashboard: /dashboard?token=<token>)")
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    info(
+        f"Relais API on http://{host}:{port} (dashboard: /dashboard?token=<token>), "
+        f"{workers} worker(s)"
+    )
+    uvicorn.run(
+        "relais.api:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        log_config=_log_config(),
+    )

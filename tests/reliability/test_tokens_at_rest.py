@@ -176,8 +176,9 @@ def test_failed_authentication_logs_no_token(
     assert raw not in logged and forged not in logged
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_real_server_never_writes_a_token_to_its_log(
-    sqlite_engine: Engine, tmp_path: Path
+    sqlite_engine: Engine, tmp_path: Path, workers: int
 ) -> None:
     """``relais api`` logs each request; a dashboard sign-in link carries the token in its
     query string, which must not reach the access log."""
@@ -193,7 +194,7 @@ def test_a_real_server_never_writes_a_token_to_its_log(
     log = tmp_path / "api.log"
     server = python_child(
         "from relais.cli.main import main; main()",
-        args=["api", "--host", "127.0.0.1", "--port", str(port)],
+        args=["api", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
         log=log,
     )
     try:
