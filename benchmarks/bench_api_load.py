@@ -315,6 +315,8 @@ def load_test(
             "127.0.0.1",
             "--port",
             str(port),
+            "--workers",
+            str(options.workers),
         ],
         cwd=pipeline.ROOT,
         env=environment,
@@ -424,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite")
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1, help="`relais api --workers`")
     parser.add_argument("--requests", type=int, default=5_000, help="requests to send at most")
     parser.add_argument(
         "--max-seconds", type=float, default=120.0, help="stop each phase after this long"
