@@ -99,19 +99,24 @@ def stored_versions(session: Session, *, convention_id: str | None = None) -> li
             )
         )
     return [
-        VersionSpec(
-            convention_id=row.convention_id,
-            version=row.version,
-            exporting_directorate=row.exporting_directorate,
-            host_directorate=row.host_directorate,
-            service=row.service_code,
-            effective_from=row.effective_from,
-            effective_to=row.effective_to,
-            lines=tuple(lines_by_version.get((row.convention_id, row.version), [])),
-            fingerprint=row.fingerprint,
-        )
+        _spec(row, tuple(lines_by_version.get((row.convention_id, row.version), [])))
         for row in rows
     ]
+
+
+def _spec(row: ConventionVersion, lines: tuple[LineSpec, ...] = ()) -> VersionSpec:
+    """The pure view of a stored version (without lines where only periods matter)."""
+    return VersionSpec(
+        convention_id=row.convention_id,
+        version=row.version,
+        exporting_directorate=row.exporting_directorate,
+        host_directorate=row.host_directorate,
+        service=row.service_code,
+        effective_from=row.effective_from,
+        effective_to=row.effective_to,
+        lines=lines,
+        fingerprint=row.fingerprint,
+    )
 
 
 def sie_directorates(session: Session) -> dict[str, str]:
@@ -351,19 +356,7 @@ def show_convention(
 
 def _period_specs(rows: Iterable[ConventionVersion]) -> list[VersionSpec]:
     """Specs with only what periods need (no lines)."""
-    return [
-        VersionSpec(
-            convention_id=row.convention_id,
-            version=row.version,
-            exporting_directorate=row.exporting_directorate,
-            host_directorate=row.host_directorate,
-            service=row.service_code,
-            effective_from=row.effective_from,
-            effective_to=row.effective_to,
-            lines=(),
-        )
-        for row in rows
-    ]
+    return [_spec(row) for row in rows]
 
 
 def _in_force(period: Period) -> dict[str, date | None]:
