@@ -242,7 +242,7 @@ class WorkItem(SQLModel, table=True):
     due_on: date | None = None
     suspended_on: date | None = None
     completed_on: date | None = None
-    intake_file_id: int | None = Field(default=None, index=True)
+    intake_file_id: int | None = None
     last_event_at: datetime = Field(sa_column=_utc())
     created_at: datetime = Field(sa_column=_utc())
 

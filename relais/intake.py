@@ -8,10 +8,11 @@ after it leaves the file in ``incoming/`` with its ``intake_file`` row committed
 run only finishes the errors file and the move, from what the database recorded. Either way the
 end state and the reported counts are those of one clean run.
 
-Rows are streamed in batches and written set-based: ``executemany`` on SQLite, ``COPY`` into a
-staging table on PostgreSQL. The unique (SIE, reference) constraint settles what is new; a row
-whose reference is already taken is a duplicate when its fingerprint (normalised values) is the
-same, and rejected otherwise, whether the first one came from an earlier file or the same file.
+Rows are streamed in batches and written set-based: ``executemany`` on SQLite, ``COPY`` on
+PostgreSQL, each batch followed by one ``INSERT … SELECT`` of its ``received`` events. The
+unique (SIE, reference) constraint settles what is new; a row whose reference is already taken
+is a duplicate when its fingerprint (normalised values) is the same, and rejected otherwise,
+whether the first one came from an earlier file or the same file.
 """
 
 from __future__ import annotations
@@ -365,9 +366,6 @@ class _FileJob:
                 # that retries see a lock or a lost connection as transient, like elsewhere.
                 raise DBAPIError.instance(None, None, error, driver_error) from error
             connection.execute(
-                _received_events(file_id, self.at, self.author, self.as_of, self.flow_run_id, now)
-            )
-            connection.execute(
                 update(_intake_file)
                 .where(_intake_file.c.id == file_id)
                 .values(
@@ -459,9 +457,19 @@ class _FileJob:
 
 
 def _received_events(
-    file_id: int, at: datetime, author: str, as_of: date, flow_run_id: str | None, now: datetime
+    file_id: int,
+    after_id: int,
+    at: datetime,
+    author: str,
+    as_of: date,
+    flow_run_id: str | None,
+    now: datetime,
 ) -> Any:
-    """INSERT … SELECT of the ``received`` event of every item a file created."""
+    """INSERT … SELECT of the ``received`` event of the items one batch of a file created.
+
+    They are the file's items above ``after_id``, the largest id committed before the batch
+    was written: ids only grow, and rows of a concurrent run belong to another file.
+    """
     source = (
         select(
             _work_item.c.id,
@@ -473,7 +481,7 @@ def _received_events(
             literal(flow_run_id, String()),
             literal(now, UTCDateTime()),
         )
-        .where(_work_item.c.intake_file_id == file_id)
+        .where(_work_item.c.id > after_id, _work_item.c.intake_file_id == file_id)
         .order_by(_work_item.c.id)
     )
     columns = ["item_id", "event", "at", "by", "to_state", "as_of", "flow_run_id", "recorded_at"]
@@ -489,10 +497,22 @@ _WORK_ITEM_COLUMNS: Final = (
 
 
 class _Writer:
-    """Inserts a batch of new rows; returns the references already taken, with fingerprints."""
+    """Inserts a batch of new rows and their ``received`` events, in the caller's transaction.
+
+    ``write`` returns the references the batch could not take, with the fingerprint stored.
+    """
+
+    def __init__(self, connection: Connection, job: _FileJob, file_id: int, now: datetime) -> None:
+        self._connection = connection
+        self._sie_code = job.sie_code
+        self._file_id = file_id
+        self._events = (job.at, job.author, job.as_of, job.flow_run_id, now)
 
     def write(self, pending: dict[str, tuple[int, IntakeRow]]) -> dict[str, str]:
         raise NotImplementedError
+
+    def _write_events(self, after_id: int) -> None:
+        self._connection.execute(_received_events(self._file_id, after_id, *self._events))
 
     def close(self) -> None:
         """Release what the writer holds (the transaction stays the caller's)."""
@@ -500,20 +520,17 @@ class _Writer:
 
 def _writer_for(connection: Connection, job: _FileJob, file_id: int, now: datetime) -> _Writer:
     if connection.dialect.name == "postgresql":
-        return _PostgresWriter(connection, job.sie_code, file_id, job.at, now)
-    return _SqliteWriter(connection, job.sie_code, file_id, job.at, now)
+        return _PostgresWriter(connection, job, file_id, now)
+    return _SqliteWriter(connection, job, file_id, now)
 
 
 class _SqliteWriter(_Writer):
     """``executemany`` of plain tuples on the driver's cursor (no ORM, no per-row binding)."""
 
-    def __init__(
-        self, connection: Connection, sie_code: str, file_id: int, at: datetime, now: datetime
-    ) -> None:
-        self._connection = connection
+    def __init__(self, connection: Connection, job: _FileJob, file_id: int, now: datetime) -> None:
+        super().__init__(connection, job, file_id, now)
         self._cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        self._sie_code = sie_code
-        self._file_id = file_id
+        at = job.at
         # Stored in SQLAlchemy's own text format, so SQL comparisons with values it binds hold.
         dialect = connection.dialect
         stamp = _work_item.c.last_event_at.type.dialect_impl(dialect).bind_processor(dialect)
@@ -553,7 +570,9 @@ class _SqliteWriter(_Writer):
                 for _line, row in pending.values()
             ),
         )
-        if cursor.rowcount == len(pending):
+        inserted = cursor.rowcount
+        self._write_events(last_id)
+        if inserted == len(pending):
             return {}
         # Rows that were there before this batch hold the references it could not take.
         taken: dict[str, str] = {}
@@ -578,15 +597,13 @@ class _PostgresWriter(_Writer):
     (and it is about twice as fast as ``INSERT … ON CONFLICT DO NOTHING`` from a staging table).
     """
 
-    def __init__(
-        self, connection: Connection, sie_code: str, file_id: int, at: datetime, now: datetime
-    ) -> None:
+    def __init__(self, connection: Connection, job: _FileJob, file_id: int, now: datetime) -> None:
+        super().__init__(connection, job, file_id, now)
         self._driver = connection.connection.driver_connection
-        self._sie_code = sie_code
-        self._constants = (file_id, at, now)
+        self._constants = (file_id, job.at, now)
         with self._driver.cursor() as cursor:  # type: ignore[union-attr]
             cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_PG_INTAKE_LOCK, sie_code)
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_PG_INTAKE_LOCK, job.sie_code)
             )
 
     def write(self, pending: dict[str, tuple[int, IntakeRow]]) -> dict[str, str]:
@@ -599,10 +616,14 @@ class _PostgresWriter(_Writer):
                 (sie, list(pending)),
             )
             taken = dict(cursor.fetchall())
+            # Every id the copy takes is above the largest one committed before it.
+            cursor.execute("SELECT max(id) FROM work_item")
+            last_id = cursor.fetchone()[0] or 0  # type: ignore[index]
             with cursor.copy(f"COPY work_item ({_WORK_ITEM_COLUMNS}) FROM STDIN") as copy:
                 for reference, (_line, row) in pending.items():
                     if reference not in taken:
                         copy.write_row((sie, *row, "received", file_id, at, now))
+        self._write_events(last_id)
         return taken
 
 
