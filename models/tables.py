@@ -195,13 +195,6 @@ class WorkItem(SQLModel, table=True):
             postgresql_where=text("assignee IS NOT NULL"),
         ),
         Index(
-            "ix_work_item_state_due",
-            "state",
-            "due_on",
-            sqlite_where=text("due_on IS NOT NULL"),
-            postgresql_where=text("due_on IS NOT NULL"),
-        ),
-        Index(
             "ix_work_item_state_legal",
             "state",
             "legal_due_on",

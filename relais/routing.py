@@ -422,7 +422,7 @@ class RoutingRun:
                 .where(w.c.state == "received", existing),
             )
         )
-        # Assigned items always have a due date: the term lets the (state, due_on) index serve.
+        # Assigned items always have a due date: the term lets the partial SIE index serve.
         assigned = and_(w.c.state == "assigned", w.c.due_on.is_not(None))
         self.connection.execute(
             insert(plan).from_select(
