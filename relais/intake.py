@@ -8,8 +8,8 @@ after it leaves the file in ``incoming/`` with its ``intake_file`` row committed
 run only finishes the errors file and the move, from what the database recorded. Either way the
 end state and the reported counts are those of one clean run.
 
-Rows are streamed in batches and written set-based: ``executemany`` on SQLite, ``COPY`` on
-PostgreSQL, each batch followed by one ``INSERT … SELECT`` of its ``received`` events. The
+Rows are streamed in batches and written set-based: on SQLite an ``executemany`` of the batch
+and one ``INSERT … SELECT`` of its ``received`` events, on PostgreSQL a ``COPY`` of each. The
 unique (SIE, reference) constraint settles what is new; a row whose reference is already taken
 is a duplicate when its fingerprint (normalised values) is the same, and rejected otherwise,
 whether the first one came from an earlier file or the same file.
@@ -467,8 +467,8 @@ def _received_events(
 ) -> Any:
     """INSERT … SELECT of the ``received`` event of the items one batch of a file created.
 
-    They are the file's items above ``after_id``, the largest id committed before the batch
-    was written: ids only grow, and rows of a concurrent run belong to another file.
+    They are the file's items above ``after_id``, the largest id before the batch was written
+    (SQLite: the run holds the database's write lock, and new rowids only grow).
     """
     source = (
         select(
@@ -484,12 +484,12 @@ def _received_events(
         .where(_work_item.c.id > after_id, _work_item.c.intake_file_id == file_id)
         .order_by(_work_item.c.id)
     )
-    columns = ["item_id", "event", "at", "by", "to_state", "as_of", "flow_run_id", "recorded_at"]
-    return insert(_item_event).from_select(columns, source)
+    return insert(_item_event).from_select(_RECEIVED_EVENT_COLUMNS.split(", "), source)
 
 
 # --- Writers: one per backend ------------------------------------------------------------------
 
+_RECEIVED_EVENT_COLUMNS: Final = "item_id, event, at, by, to_state, as_of, flow_run_id, recorded_at"
 _WORK_ITEM_COLUMNS: Final = (
     "sie_code, reference, process, siren, received_on, amount_cents, label, legal_due_on, "
     "fingerprint, state, intake_file_id, last_event_at, created_at"
@@ -497,7 +497,7 @@ _WORK_ITEM_COLUMNS: Final = (
 
 
 class _Writer:
-    """Inserts a batch of new rows and their ``received`` events, in the caller's transaction.
+    """Inserts batches of new rows and their ``received`` events, in the caller's transaction.
 
     ``write`` returns the references the batch could not take, with the fingerprint stored.
     """
@@ -510,9 +510,6 @@ class _Writer:
 
     def write(self, pending: dict[str, tuple[int, IntakeRow]]) -> dict[str, str]:
         raise NotImplementedError
-
-    def _write_events(self, after_id: int) -> None:
-        self._connection.execute(_received_events(self._file_id, after_id, *self._events))
 
     def close(self) -> None:
         """Release what the writer holds (the transaction stays the caller's)."""
@@ -571,7 +568,7 @@ class _SqliteWriter(_Writer):
             ),
         )
         inserted = cursor.rowcount
-        self._write_events(last_id)
+        self._connection.execute(_received_events(self._file_id, last_id, *self._events))
         if inserted == len(pending):
             return {}
         # Rows that were there before this batch hold the references it could not take.
@@ -595,20 +592,22 @@ class _PostgresWriter(_Writer):
     ``COPY`` has no ``ON CONFLICT``; a transaction-scoped advisory lock per SIE keeps other
     intake runs from inserting the same SIE's references between the look-up and the copy
     (and it is about twice as fast as ``INSERT … ON CONFLICT DO NOTHING`` from a staging table).
+    The new items' ids are drawn from their sequence first, so that their ``received`` events
+    are copied too, without reading the items back (PostgreSQL has no statistics of a table
+    being filled and would scan it whole for each batch).
     """
 
     def __init__(self, connection: Connection, job: _FileJob, file_id: int, now: datetime) -> None:
         super().__init__(connection, job, file_id, now)
         self._driver = connection.connection.driver_connection
-        self._constants = (file_id, job.at, now)
         with self._driver.cursor() as cursor:  # type: ignore[union-attr]
             cursor.execute(
                 "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_PG_INTAKE_LOCK, job.sie_code)
             )
 
     def write(self, pending: dict[str, tuple[int, IntakeRow]]) -> dict[str, str]:
-        sie = self._sie_code
-        file_id, at, now = self._constants
+        sie, file_id = self._sie_code, self._file_id
+        at, author, as_of, flow_run_id, now = self._events
         with self._driver.cursor() as cursor:  # type: ignore[union-attr]
             cursor.execute(
                 "SELECT reference, fingerprint FROM work_item"
@@ -616,14 +615,23 @@ class _PostgresWriter(_Writer):
                 (sie, list(pending)),
             )
             taken = dict(cursor.fetchall())
-            # Every id the copy takes is above the largest one committed before it.
-            cursor.execute("SELECT max(id) FROM work_item")
-            last_id = cursor.fetchone()[0] or 0  # type: ignore[index]
-            with cursor.copy(f"COPY work_item ({_WORK_ITEM_COLUMNS}) FROM STDIN") as copy:
-                for reference, (_line, row) in pending.items():
-                    if reference not in taken:
-                        copy.write_row((sie, *row, "received", file_id, at, now))
-        self._write_events(last_id)
+            new = [row for reference, (_line, row) in pending.items() if reference not in taken]
+            if not new:
+                return taken
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence('work_item', 'id'))"
+                " FROM generate_series(1, %s)",
+                (len(new),),
+            )
+            ids = [item_id for (item_id,) in cursor.fetchall()]
+            with cursor.copy(f"COPY work_item (id, {_WORK_ITEM_COLUMNS}) FROM STDIN") as copy:
+                for item_id, row in zip(ids, new, strict=True):
+                    copy.write_row((item_id, sie, *row, "received", file_id, at, now))
+            with cursor.copy(f"COPY item_event ({_RECEIVED_EVENT_COLUMNS}) FROM STDIN") as copy:
+                for item_id in ids:
+                    copy.write_row(
+                        (item_id, "received", at, author, "received", as_of, flow_run_id, now)
+                    )
         return taken
 
 
