@@ -150,9 +150,11 @@ def assign_all(connection: Connection, as_of: date) -> int:
             assigned_on=received.c.as_of,
         )
     ).rowcount
-    if connection.dialect.name == "postgresql":
-        # Statistics still say no item has a holder: without fresh ones the planner guesses.
-        connection.exec_driver_sql("ANALYZE work_item")
+    # Statistics still say no item has a holder: without fresh ones the planner guesses. On
+    # SQLite the partial holder index was empty when analysed, so it has no statistics at
+    # all: at a million items the due-date update below then walked every business day of
+    # the calendar and, for each, every item of its office (minutes instead of seconds).
+    connection.exec_driver_sql("ANALYZE work_item")
     start, due = _days.alias("start_day"), _days.alias("due_day")
     connection.execute(
         update(_items)
