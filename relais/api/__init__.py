@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from relais.api.app import create_app
+from relais.api.app import create_app, create_served_app
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_served_app"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import or_, select
 from sqlmodel import Session, col
@@ -22,6 +22,9 @@ from sqlmodel import Session, col
 from models.tables import ConventionVersion, RemoteService, Sie
 from relais.domain.conventions import VersionSpec
 from relais.tokens import Principal, Role
+
+#: An item row of a listing (a mapping with at least ``sie`` and ``assignee``).
+Row = TypeVar("Row", bound=Mapping[str, Any])
 
 
 @dataclass(slots=True)
@@ -68,11 +71,25 @@ class Scope:
             holder is not None and self.service_hosts.get(holder) == directorate
         )
 
-    def filter_items(self, rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """Keep the item rows (with ``sie`` and ``assignee``) the caller may read."""
+    def filter_items(self, rows: Iterable[Row]) -> list[Row]:
+        """Keep the item rows (with ``sie`` and ``assignee``) the caller may read.
+
+        The rule of ``allows_item``, with the caller's codes looked up once: a directorate's
+        list runs to thousands of rows.
+        """
         if self.role is Role.ADMIN:
             return list(rows)
-        return [row for row in rows if self.allows_item(row["sie"], row.get("assignee"))]
+        if self.role is Role.SERVICE:
+            service = self.principal.service
+            if service is None:
+                return []
+            return [row for row in rows if row.get("assignee") == service]
+        directorate = self.principal.directorate
+        if directorate is None:
+            return [row for row in rows if self.allows_item(row["sie"], row.get("assignee"))]
+        sies = {code for code, owner in self.sie_directorates.items() if owner == directorate}
+        hosted = {code for code, host in self.service_hosts.items() if host == directorate}
+        return [row for row in rows if row["sie"] in sies or row.get("assignee") in hosted]
 
     def allows_convention(self, versions: Iterable[VersionSpec]) -> bool:
         """Whether the caller may read a convention (any of its versions involves them)."""

@@ -55,7 +55,7 @@ def api_command(
         f"{workers} worker(s)"
     )
     uvicorn.run(
-        "relais.api:create_app",
+        "relais.api:create_served_app",
         factory=True,
         host=host,
         port=port,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from relais.api import create_app, create_served_app
 from relais.cli.api import RedactTokens
 from relais.db import session_scope
 from relais.tokens import create_token, revoke_token
@@ -116,3 +118,18 @@ def test_the_access_log_never_shows_a_query_token() -> None:
     assert RedactTokens().filter(record)
     assert "rls_secret" not in record.getMessage()
     assert "/dashboard?as_of=2026-11-30&token=***&x=1" in record.getMessage()
+
+
+def test_the_served_application_freezes_what_it_loaded(world: World) -> None:
+    """``relais api`` serves ``create_served_app()``: the same routes, with what was loaded at
+    startup left out of the cycle collector's full passes."""
+    frozen = gc.get_freeze_count()
+    try:
+        served = create_served_app()
+        assert gc.get_freeze_count() > frozen
+        with TestClient(served) as client:
+            response = client.get("/api/sla/breaches", headers=world.headers("sup-75"))
+            assert response.status_code == 200
+    finally:
+        gc.unfreeze()
+    assert served.openapi() == create_app().openapi()

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from relais.api.scope import Scope
+from relais.cli.main import app
 from relais.db import session_scope
 from relais.queries import sla_breaches
-from tests.api_fixtures import World
+from relais.tokens import Principal, Role
+from tests.api_fixtures import TOKEN_SPECS, World
 
 END_OF_NOVEMBER = {"as_of": "2026-11-30"}
 
@@ -55,6 +60,79 @@ def test_breaches_are_the_clis_json(client: TestClient, world: World) -> None:
         for row in expected
     ]
     assert response.json()[0]["business_days_overdue"] == 43
+
+
+#: Each token's listing and the CLI's equivalent filters.
+CLI_FILTERS = {
+    "admin": [],
+    "sup-75": ["--directorate", "DRFIP75"],
+    "sup-18": ["--directorate", "DDFIP18"],
+    "svc-vierzon": ["--service", "ANT-18-VIERZON"],
+}
+LISTINGS = [
+    ("/api/sla/breaches", {}, ["sla", "breaches"]),
+    (
+        "/api/sla/breaches",
+        {"include_completed": "true"},
+        ["sla", "breaches", "--include-completed"],
+    ),
+    ("/api/sla/breaches", {"legal": "true"}, ["sla", "breaches", "--legal"]),
+    ("/api/sla/at-risk", {}, ["sla", "at-risk"]),
+]
+
+
+@pytest.mark.parametrize("token", list(CLI_FILTERS))
+@pytest.mark.parametrize(("path", "params", "command"), LISTINGS)
+def test_listings_answer_exactly_the_clis_json(
+    client: TestClient,
+    world: World,
+    token: str,
+    path: str,
+    params: dict[str, str],
+    command: list[str],
+) -> None:
+    response = client.get(path, params={**END_OF_NOVEMBER, **params}, headers=world.headers(token))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    cli = CliRunner().invoke(
+        app, [*command, "--as-of", "2026-11-30", *CLI_FILTERS[token], "--format", "json"]
+    )
+    assert cli.exit_code == 0, cli.output
+    assert response.json() == json.loads(cli.stdout)
+
+
+def test_worklist_answers_exactly_the_clis_json(client: TestClient, world: World) -> None:
+    response = client.get(
+        "/api/services/ANT-18-VIERZON/worklist",
+        params=END_OF_NOVEMBER,
+        headers=world.headers("admin"),
+    )
+    assert response.headers["content-type"] == "application/json"
+    cli = CliRunner().invoke(
+        app,
+        ["worklist", "--service", "ANT-18-VIERZON", "--as-of", "2026-11-30", "--format", "json"],
+    )
+    assert cli.exit_code == 0, cli.output
+    assert response.json() == json.loads(cli.stdout)
+    assert len(response.json()) == 4
+
+
+@pytest.mark.parametrize("token", TOKEN_SPECS)
+def test_the_scope_filter_of_listings_is_the_item_rule(world: World, token: str) -> None:
+    role, directorate, service = TOKEN_SPECS[token]
+    principal = Principal(name=token, role=Role(role), directorate=directorate, service=service)
+    codes = ["SIE-75-08", "SIE-57-01", "SIE-18-01", "ANT-18-VIERZON", "ANT-57-FORBACH", "NOPE"]
+    rows = [
+        {"sie": sie, "assignee": holder, "reference": f"{sie}/{holder}"}
+        for sie in codes
+        for holder in [*codes, None]
+    ]
+    with session_scope() as session:
+        scope = Scope.load(session, principal)
+    kept = scope.filter_items(rows)
+    assert kept == [row for row in rows if scope.allows_item(row["sie"], row["assignee"])]
+    assert kept
+    assert len(kept) < len(rows) or role == "admin"
 
 
 @pytest.mark.parametrize(
