@@ -478,6 +478,63 @@ def _report(rows: int, raw: dict[str, Any], intake: dict[str, Any]) -> None:
     print(f"{'intake / raw, cpu of the process':<34}{intake['cpu'] / raw['cpu']:8.2f} x")
 
 
+# --- Stage of the pipeline harness -----------------------------------------------------------
+
+#: Queues the ``intake`` stage spreads its rows over (the issue's "100 SIE queues").
+STAGE_SIES = 100
+
+#: Targets of the ``intake`` stage (see ``benchmarks.bench_pipeline.TARGETS``).
+TARGETS: dict[str, tuple[dict[str, float], str]] = {
+    "intake rows/s": ({"sqlite": 100_000.0}, "min"),
+    "intake / raw": ({"sqlite": 2.5}, "max"),
+    "intake peak memory MB": ({"*": 300.0}, "max"),
+}
+
+
+def stage_intake(context: Any) -> dict[str, Any]:
+    """The pipeline harness's ``intake`` stage: as many rows as it has items, 100 queues.
+
+    The queue files are generated untimed; raw and intake then run once each, in processes
+    of their own, on fresh databases of the stage's backend.
+    """
+    rows, backend = context.data.items, context.backend.name
+    work = Path(tempfile.mkdtemp(prefix="intake-", dir=context.options.workdir))
+    try:
+        write_queues(work / "queues", STAGE_SIES, rows)
+        databases = Databases(backend, work, context.options.postgres_url)
+        try:
+            raw = _run_phase("raw", databases.fresh("raw"), str(STAGE_SIES), str(rows))
+            intake = _run_phase(
+                "intake", databases.fresh("intake"), str(work / "queues"), str(STAGE_SIES)
+            )
+        finally:
+            databases.drop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "rows in the queue files": rows,
+        "raw insert seconds": raw["seconds"],
+        "raw rows/s": raw["rows"] / raw["seconds"],
+        "intake seconds": intake["seconds"],
+        "intake CPU seconds": intake["cpu"],
+        "intake rows/s": rows / intake["seconds"],
+        "intake / raw": intake["seconds"] / raw["seconds"],
+        "intake peak memory MB": intake["peak_rss_mb"],
+        "accepted": intake["accepted"],
+        "duplicates": intake["duplicates"],
+        "rejected": intake["rejected"],
+        "received events": intake["events"],
+    }
+
+
+def register(stages: dict[str, Any], targets: dict[str, Any]) -> None:
+    """Make ``intake`` the first stage of the pipeline harness (its ``STAGES``, ``TARGETS``)."""
+    others = dict(stages)
+    stages.clear()
+    stages.update({"intake": stage_intake, **others})
+    targets["intake"] = TARGETS
+
+
 def main() -> None:
     """Parse the command line and run the benchmark (or one phase of it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -520,10 +520,10 @@ TARGETS: dict[str, tuple[dict[str, float], str]] = {
 }
 
 
-def register() -> None:
-    """Make ``sla`` a stage of the pipeline harness, with its targets."""
-    pipeline.STAGES["sla"] = stage_sla
-    pipeline.TARGETS["sla"] = TARGETS
+def register(stages: dict[str, Any] | None = None, targets: dict[str, Any] | None = None) -> None:
+    """Make ``sla`` a stage of the pipeline harness (its ``STAGES``, ``TARGETS``)."""
+    (pipeline.STAGES if stages is None else stages)["sla"] = stage_sla
+    (pipeline.TARGETS if targets is None else targets)["sla"] = TARGETS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
