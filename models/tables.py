@@ -315,6 +315,31 @@ class IntakeRejection(SQLModel, table=True):
     reason: str = Field(sa_column=Column(Text, nullable=False))
 
 
+# --- Event import bookkeeping -----------------------------------------------------------
+
+
+class EventImportRow(SQLModel, table=True):
+    """A row of an event file already dealt with, by the SHA-256 of the file's bytes.
+
+    An applied row is recorded in the same transaction as its event, a refused one right
+    after its refusal. Importing the same bytes again (a rerun after a crash, or the same file
+    twice) reports these rows as recorded instead of applying them again, so the end state,
+    the per-row results and the errors file equal those of one clean import.
+    """
+
+    __tablename__ = "event_import_row"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    line: int = Field(primary_key=True)
+    result: str = Field(max_length=8)  # "applied" or "refused"
+    # Applied: the item's state after the event, and the history entry that records it.
+    state: str | None = Field(default=None, max_length=16)
+    item_event_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # Refused: why (the errors file's reason).
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    recorded_at: datetime = Field(sa_column=_utc())
+
+
 # --- SLA scan ---------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import os
 import stat
@@ -20,12 +21,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, Row, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from models.tables import Closure, ItemEvent, RemoteService, Sie, WorkItem
+from models.tables import Closure, EventImportRow, ItemEvent, RemoteService, Sie, WorkItem
 from relais.calendars import ensure_calendar_years
 from relais.csvcells import safe_cell
-from relais.db import session_scope
+from relais.db import get_engine, session_scope
 from relais.domain.calendar import MAX_YEAR, MIN_YEAR, BusinessCalendar, calendar_for
 from relais.domain.catalogue import CATALOGUE
 from relais.domain.lifecycle import (
@@ -45,6 +47,7 @@ _closures = Closure.__table__  # type: ignore[attr-defined]
 _sies = Sie.__table__  # type: ignore[attr-defined]
 _services = RemoteService.__table__  # type: ignore[attr-defined]
 _events = ItemEvent.__table__  # type: ignore[attr-defined]
+_ledger = EventImportRow.__table__  # type: ignore[attr-defined]
 
 #: Event files are typed or exported by people: anything near this size is a mistake.
 MAX_EVENTS_FILE_BYTES: Final = 50 * 1024 * 1024
@@ -69,6 +72,8 @@ class AppliedEvent:
     due_on: date | None
     due_on_before: date | None
     completed_on: date | None
+    #: The id of the history entry (``item_event``) that records it.
+    event_id: int
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (times in the offices' zone)."""
@@ -171,7 +176,9 @@ def apply_event(
         completed_on=row.completed_on,
     )
     transition = plan_transition(clock, lifecycle_event, at, zone=zone, calendar=calendar)
-    _record(connection, row, transition, reason=reason, by=by, now=now or datetime.now(UTC))
+    event_id = _record(
+        connection, row, transition, reason=reason, by=by, now=now or datetime.now(UTC)
+    )
     if transition.due_on_moved and transition.due_on is not None:
         # SQL queries count business days from calendar_day: make sure it reaches the new date.
         ensure_calendar_years(connection, transition.due_on.year, transition.due_on.year)
@@ -185,6 +192,7 @@ def apply_event(
         due_on=transition.due_on,
         due_on_before=transition.due_on_before,
         completed_on=transition.completed_on,
+        event_id=event_id,
     )
 
 
@@ -196,7 +204,8 @@ def _record(
     reason: str | None,
     by: str,
     now: datetime,
-) -> None:
+) -> int:
+    """Update the item and append the event to its history; return the event's id."""
     connection.execute(
         update(_items)
         .where(_items.c.id == row.id)
@@ -210,8 +219,9 @@ def _record(
     )
     # Every event carries the assignment in force and the due date after it, so the state of
     # any item on any past day can be read from its last event before that day.
-    connection.execute(
-        insert(_events).values(
+    inserted = connection.execute(
+        insert(_events)
+        .values(
             item_id=row.id,
             event=transition.event.value,
             at=transition.at,
@@ -228,7 +238,9 @@ def _record(
             due_on=transition.due_on,
             recorded_at=now,
         )
+        .returning(_events.c.id)
     )
+    return int(inserted.scalar_one())
 
 
 # --- the detail of one item ---------------------------------------------------------------
@@ -413,8 +425,11 @@ def _decode(raw: bytes, name: str) -> str:
         raise ValidationError(f"{name}: not a UTF-8 or Windows-1252 text file") from None
 
 
-def _read_event_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
-    """The data rows of an event file with their line numbers (the header is line 1)."""
+def _read_event_rows(path: Path) -> tuple[str, list[tuple[int, dict[str, str]]]]:
+    """The SHA-256 of an event file's bytes, and its data rows with their line numbers.
+
+    The header is line 1; a row's number is that of the line it starts on.
+    """
     try:
         size = path.stat().st_size
     except OSError as error:
@@ -423,7 +438,8 @@ def _read_event_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
         raise ValidationError(
             f"{path.name}: {size} bytes, more than the {MAX_EVENTS_FILE_BYTES} allowed"
         )
-    text = _decode(path.read_bytes(), path.name)
+    raw = path.read_bytes()
+    text = _decode(raw, path.name)
     first_line = text.split("\n", 1)[0]
     delimiter = ";" if first_line.count(";") >= first_line.count(",") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -448,7 +464,106 @@ def _read_event_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
             }
             rows.append((line, values))
         line = reader.line_num + 1
-    return rows
+    return hashlib.sha256(raw).hexdigest(), rows
+
+
+#: What the ledger says of a row: result ("applied" or "refused"), state, reason.
+_Outcome = tuple[str, str | None, str | None]
+
+
+def _recorded(engine: Engine, sha256: str, line: int | None = None) -> dict[int, _Outcome]:
+    """The rows of the file ``sha256`` already applied or refused (or only row ``line``)."""
+    query = select(_ledger.c.line, _ledger.c.result, _ledger.c.state, _ledger.c.reason).where(
+        _ledger.c.sha256 == sha256
+    )
+    if line is not None:
+        query = query.where(_ledger.c.line == line)
+    with engine.connect() as connection:
+        return {row.line: (row.result, row.state, row.reason) for row in connection.execute(query)}
+
+
+def _apply_row(
+    engine: Engine,
+    values: dict[str, str],
+    *,
+    sha256: str,
+    line: int,
+    by: str,
+    zone: Any,
+    moment: datetime,
+) -> _Outcome:
+    """Apply or refuse one row of an event file and record its outcome in the ledger.
+
+    An applied row's ledger entry commits with its event; a refusal is recorded right after
+    (a crash in between leaves the row to a rerun, which refuses it again on the same
+    state). If another import of the same bytes recorded the row first, its outcome stands.
+    """
+    try:
+        return _apply_and_record(
+            engine, values, sha256=sha256, line=line, by=by, zone=zone, moment=moment
+        )
+    except IntegrityError:
+        # The ledger's key: the same file imported at the same moment elsewhere dealt with
+        # this row after we read the ledger. Ours was rolled back; report theirs.
+        recorded = _recorded(engine, sha256, line).get(line)
+        if recorded is None:
+            raise
+        return recorded
+
+
+def _apply_and_record(
+    engine: Engine,
+    values: dict[str, str],
+    *,
+    sha256: str,
+    line: int,
+    by: str,
+    zone: Any,
+    moment: datetime,
+) -> _Outcome:
+    """The row applied, with its ledger entry in the event's transaction, or refused."""
+    sie, reference, event = (
+        values.get("sie", ""),
+        values.get("reference", ""),
+        values.get("event", ""),
+    )
+    try:
+        if not sie or not reference or not event:
+            absent = [name for name in REQUIRED_COLUMNS if not values.get(name)]
+            raise ValidationError(f"missing {', '.join(absent)}")
+        at_text = values.get("at", "")
+        at = parse_at(at_text, zone) if at_text else moment
+        with session_scope(engine) as session:
+            applied = apply_event(
+                session,
+                sie=sie,
+                reference=reference,
+                event=event,
+                at=at,
+                reason=values.get("reason") or None,
+                by=by,
+                now=moment,
+            )
+            _connection(session).execute(
+                insert(_ledger).values(
+                    sha256=sha256,
+                    line=line,
+                    result="applied",
+                    state=applied.to_state,
+                    item_event_id=applied.event_id,
+                    recorded_at=moment,
+                )
+            )
+        return "applied", applied.to_state, None
+    except RelaisError as error:
+        refusal = error.message
+    with session_scope(engine) as session:
+        _connection(session).execute(
+            insert(_ledger).values(
+                sha256=sha256, line=line, result="refused", reason=refusal, recorded_at=moment
+            )
+        )
+    return "refused", None, refusal
 
 
 def import_events(
@@ -462,42 +577,37 @@ def import_events(
     """Apply every row of an event file (``sie;reference;event;at;reason``) on its own.
 
     Each row is applied in its own transaction or refused with a reason; nothing of a
-    refused row is written. Refused rows go to ``<file>.errors.csv`` next to the file (a
-    stale errors file from an earlier run is removed when every row is applied). A row
-    without ``at`` happens ``now``.
+    refused row is written but its ledger entry. Refused rows go to ``<file>.errors.csv``
+    next to the file (a stale errors file from an earlier run is removed when every row is
+    applied). A row without ``at`` happens ``now``.
+
+    The ledger (``event_import_row``, by the SHA-256 of the file's bytes and the row's line)
+    makes an import of the same bytes resume where it stopped: rows already applied or
+    refused are reported as they were, and nothing is written for them again. A rerun after
+    a crash thus ends as one clean import, whatever the rows' times; importing the same file
+    again changes nothing; a changed file is a new import.
     """
     zone = get_settings().timezone
     moment = now or datetime.now(UTC)
     outcome = EventsImport(file=path)
-    for line, values in _read_event_rows(path):
-        sie, reference, event = (
-            values.get("sie", ""),
-            values.get("reference", ""),
-            values.get("event", ""),
-        )
+    sha256, rows = _read_event_rows(path)
+    engine = engine or get_engine()
+    done = _recorded(engine, sha256)
+    for line, values in rows:
+        recorded = done.get(line)
+        if recorded is None:
+            recorded = _apply_row(
+                engine, values, sha256=sha256, line=line, by=by, zone=zone, moment=moment
+            )
         result = EventRowResult(
-            line=line, sie=sie, reference=reference, event=event, result="refused"
+            line=line,
+            sie=values.get("sie", ""),
+            reference=values.get("reference", ""),
+            event=values.get("event", ""),
+            result=recorded[0],
+            state=recorded[1],
+            reason=recorded[2],
         )
-        try:
-            if not sie or not reference or not event:
-                absent = [name for name in REQUIRED_COLUMNS if not values.get(name)]
-                raise ValidationError(f"missing {', '.join(absent)}")
-            at_text = values.get("at", "")
-            at = parse_at(at_text, zone) if at_text else moment
-            with session_scope(engine) as session:
-                applied = apply_event(
-                    session,
-                    sie=sie,
-                    reference=reference,
-                    event=event,
-                    at=at,
-                    reason=values.get("reason") or None,
-                    by=by,
-                    now=moment,
-                )
-            result.result, result.state = "applied", applied.to_state
-        except RelaisError as error:
-            result.reason = error.message
         outcome.rows.append(result)
         if on_row is not None:
             on_row(result)

@@ -76,6 +76,14 @@ def database_fingerprint(engine: Engine) -> dict[str, list[tuple[str, ...]]]:
             "SELECT w.sie_code, w.reference, b.kind, b.deadline, b.holder, b.first_seen_on "
             "FROM sla_breach b JOIN work_item w ON w.id = b.item_id",
         ),
+        # The event import ledger, with the history entry of each applied row.
+        "event_import_row": _rows(
+            engine,
+            "SELECT r.sha256, r.line, r.result, r.state, r.reason, w.sie_code, w.reference, "
+            "e.event, e.at FROM event_import_row r "
+            "LEFT JOIN item_event e ON e.id = r.item_event_id "
+            "LEFT JOIN work_item w ON w.id = e.item_id",
+        ),
     }
 
 
@@ -96,7 +104,8 @@ def assert_consistent(engine: Engine) -> None:
     """Invariants that hold after any run, finished or not: nothing is ever half-written.
 
     Every item has one ``received`` event and its state is where its last event left it; every
-    recorded intake file holds exactly the items and rejections it counts; no event twice.
+    recorded intake file holds exactly the items and rejections it counts; every event file row
+    recorded as applied points at its event, which left the state it records; no event twice.
     """
     with engine.connect() as connection:
         mismatched = connection.execute(
@@ -126,6 +135,15 @@ def assert_consistent(engine: Engine) -> None:
         ).all()
         for file_id, accepted, rejected, items, rejections in files:
             assert (accepted, rejected) == (items, rejections), file_id
+        ledger = connection.execute(
+            text(
+                "SELECT r.sha256, r.line, r.result FROM event_import_row r "
+                "LEFT JOIN item_event e ON e.id = r.item_event_id "
+                "WHERE (r.result = 'applied' AND (e.id IS NULL OR e.to_state <> r.state)) "
+                "OR (r.result <> 'applied' AND r.item_event_id IS NOT NULL)"
+            )
+        ).all()
+        assert ledger == [], ledger[:5]
     assert duplicate_events(engine) == []
 
 
@@ -213,6 +231,8 @@ class CleanRun:
     database: dict[str, list[tuple[str, ...]]]
     files: dict[str, bytes]
     points: KillPoints
+    #: What the run reported, where that is comparable (see ``run_outputs``).
+    outputs: Any = None
 
 
 _CLEAN_RUNS: dict[tuple[str, str], CleanRun] = {}
@@ -221,6 +241,17 @@ _CLEAN_RUNS: dict[tuple[str, str], CleanRun] = {}
 def queue_tree(workdir: Path) -> dict[str, bytes]:
     """The scenario's queue folders, every file with its content."""
     return tree_fingerprint(workdir / "queues") if (workdir / "queues").exists() else {}
+
+
+def run_outputs(operation: str, result: Any, workdir: Path) -> Any:
+    """An event import's report: every row's result, and its errors file (None otherwise)."""
+    if not operation.startswith("events"):
+        return None
+    errors = workdir / "events.csv.errors.csv"
+    return (
+        [row.as_dict() for row in result.rows],
+        errors.read_bytes() if errors.exists() else None,
+    )
 
 
 def clean_run(operation: str, engine: Engine, workdir: Path) -> CleanRun:
@@ -239,12 +270,17 @@ def clean_run(operation: str, engine: Engine, workdir: Path) -> CleanRun:
         points = scenarios.KillPoints()
         uninstall = points.install(engine)
         try:
-            scenarios.run(operation, engine, clean_dir)
+            result = scenarios.run(operation, engine, clean_dir)
         finally:
             uninstall()
         assert points.count > 5, "too few crash points to choose from"
         assert_consistent(engine)
-        _CLEAN_RUNS[key] = CleanRun(database_fingerprint(engine), queue_tree(clean_dir), points)
+        _CLEAN_RUNS[key] = CleanRun(
+            database_fingerprint(engine),
+            queue_tree(clean_dir),
+            points,
+            run_outputs(operation, result, clean_dir),
+        )
         scenarios.wipe(engine)
     return _CLEAN_RUNS[key]
 

@@ -33,6 +33,8 @@ ROWS_PER_FILE = 500
 #: Small batches: many statements in one file's transaction, many places to crash.
 INTAKE_BATCH = 150
 EVENT_ITEMS = 40
+#: Event imports: rows with increasing times, rows without a time ("now"), rows sharing times.
+EVENT_OPERATIONS = ("events", "events-now", "events-same-instant")
 
 
 class KillPoints:
@@ -136,18 +138,25 @@ def build_world(engine: Engine, workdir: Path) -> None:
     )
 
 
+def _event_items(engine: Engine) -> list[tuple[str, str]]:
+    """The oldest assigned items, those the event files work on."""
+    with engine.connect() as connection:
+        return [
+            (sie, reference)
+            for sie, reference in connection.execute(
+                text(
+                    "SELECT sie_code, reference FROM work_item WHERE state = 'assigned' "
+                    "ORDER BY sie_code, reference LIMIT :n"
+                ),
+                {"n": EVENT_ITEMS},
+            )
+        ]
+
+
 def events_file_content(engine: Engine) -> str:
     """Start, suspend, resume and complete the oldest assigned items, with explicit times."""
-    with engine.connect() as connection:
-        items = connection.execute(
-            text(
-                "SELECT sie_code, reference FROM work_item WHERE state = 'assigned' "
-                "ORDER BY sie_code, reference LIMIT :n"
-            ),
-            {"n": EVENT_ITEMS},
-        ).all()
     lines = ["sie;reference;event;at;reason"]
-    for index, (sie, reference) in enumerate(items):
+    for index, (sie, reference) in enumerate(_event_items(engine)):
         lines.append(f"{sie};{reference};start;2026-11-05T09:00:00;")
         if index % 3 == 0:
             lines.append(f"{sie};{reference};suspend;2026-11-06T10:00:00;Pièce manquante")
@@ -155,6 +164,49 @@ def events_file_content(engine: Engine) -> str:
         if index % 2 == 0:
             lines.append(f"{sie};{reference};complete;2026-11-20T16:00:00;Remboursé")
     return "\n".join(lines) + "\n"
+
+
+def events_now_file_content(engine: Engine) -> str:
+    """The same work with no time at all: every row happens "now", all at the same instant.
+
+    Some items get a ``resume`` while in progress (refused) just before the ``suspend`` that
+    would make it fit; an unknown item closes the file (refused).
+    """
+    lines = ["sie;reference;event;at;reason"]
+    for index, (sie, reference) in enumerate(_event_items(engine)):
+        lines.append(f"{sie};{reference};start;;")
+        if index % 4 == 1:
+            lines.append(f"{sie};{reference};resume;;")
+            lines.append(f"{sie};{reference};suspend;;Attente du contribuable")
+        if index % 3 == 0:
+            lines.append(f"{sie};{reference};suspend;;Pièce manquante")
+            lines.append(f"{sie};{reference};resume;;")
+        if index % 2 == 0:
+            lines.append(f"{sie};{reference};complete;;Remboursé")
+    lines.append("SIE-75-08;NO-SUCH-ITEM;start;;")
+    return "\n".join(lines) + "\n"
+
+
+def events_same_instant_file_content(engine: Engine) -> str:
+    """Explicit times, but a suspend and its resume at the very same instant; a second start."""
+    lines = ["sie;reference;event;at;reason"]
+    for index, (sie, reference) in enumerate(_event_items(engine)):
+        lines.append(f"{sie};{reference};start;2026-11-05T09:00:00;")
+        if index % 3 == 0:
+            lines.append(f"{sie};{reference};suspend;2026-11-06T10:00:00;Pièce manquante")
+            lines.append(f"{sie};{reference};resume;2026-11-06T10:00:00;")
+        if index % 5 == 2:
+            lines.append(f"{sie};{reference};start;2026-11-06T10:00:00;")  # refused: started
+        if index % 4 == 0:
+            lines.append(f"{sie};{reference};complete;2026-11-20T16:00:00;Remboursé")
+    return "\n".join(lines) + "\n"
+
+
+_EVENT_FILES = {
+    "events": events_file_content,
+    "events-now": events_now_file_content,
+    "events-same-instant": events_same_instant_file_content,
+}
 
 
 def prepare(operation: str, engine: Engine, workdir: Path) -> None:
@@ -168,8 +220,8 @@ def prepare(operation: str, engine: Engine, workdir: Path) -> None:
     if operation == "routing":
         return
     run("routing", engine, workdir)
-    if operation == "events":
-        (workdir / "events.csv").write_text(events_file_content(engine), encoding="utf-8")
+    if operation in EVENT_OPERATIONS:
+        (workdir / "events.csv").write_text(_EVENT_FILES[operation](engine), encoding="utf-8")
 
 
 def run(operation: str, engine: Engine, workdir: Path) -> Any:
@@ -195,7 +247,7 @@ def run(operation: str, engine: Engine, workdir: Path) -> Any:
 
         with session_scope(engine) as session:
             return record_new_breaches(session, as_of=SCAN_DAY, flow_run_id=None, now=EVENTS_NOW)
-    if operation == "events":
+    if operation in EVENT_OPERATIONS:
         from relais.items import import_events
 
         return import_events(workdir / "events.csv", by="cli", engine=engine, now=EVENTS_NOW)
