@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, insert, text
 
+from benchmarks.bench_pipeline import peak_memory_mb
 from relais import db
 from relais.domain.intake import format_amount, luhn_valid, row_fingerprint
 from relais.domain.sla import legal_due_on
@@ -267,7 +267,7 @@ def phase_raw(url: str, sies: int, rows: int) -> dict[str, Any]:
             cpu += time.process_time() - cpu_started
         inserted += len(batch)
     engine.dispose()
-    return {"seconds": elapsed, "cpu": cpu, "rows": inserted, "peak_rss_mb": _peak_rss_mb()}
+    return {"seconds": elapsed, "cpu": cpu, "rows": inserted, "peak_rss_mb": peak_memory_mb()}
 
 
 def phase_intake(url: str, root: str, sies: int) -> dict[str, Any]:
@@ -307,7 +307,7 @@ def phase_intake(url: str, root: str, sies: int) -> dict[str, Any]:
         "rejected": summary["rejected"],
         "work_items": items,
         "events": events,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_memory_mb(),
     }
 
 
@@ -339,10 +339,6 @@ def phase_flow(url: str, root: str, direct_url: str, direct_root: str) -> dict[s
         "accepted": flow_summary["accepted"],
         "direct_accepted": direct["accepted"],
     }
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _run_phase(*arguments: str, env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -512,7 +512,7 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _peak_memory_mb() -> float:
+def peak_memory_mb() -> float:
     """Peak resident memory of this process since it started (VmHWM, reset by exec).
 
     ``ru_maxrss`` would not do: Linux carries it over from the forking parent across exec.
@@ -565,7 +565,7 @@ def worker_route(url: str, as_of: date) -> dict[str, Any]:
         "result": result.to_json(),
         "assigned": assigned,
         "considered": assigned + result.waiting_capacity,
-        "peak_memory_mb": _peak_memory_mb(),
+        "peak_memory_mb": peak_memory_mb(),
     }
 
 
@@ -639,7 +639,7 @@ def worker_lower_bound(url: str, as_of: date) -> dict[str, Any]:
         "cpu_seconds": cpu,
         "update_seconds": update_seconds,
         "rows": planned,
-        "peak_memory_mb": _peak_memory_mb(),
+        "peak_memory_mb": peak_memory_mb(),
     }
 
 

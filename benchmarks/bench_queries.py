@@ -430,7 +430,7 @@ def worker_sla(url: str, as_of: date, scenario: str, repeats: int) -> dict[str, 
     figures["scan first"] = _scan(engine, as_of)
     figures["scan again"] = _scan(engine, as_of)
     engine.dispose()
-    figures["peak_memory_mb"] = pipeline._peak_memory_mb()
+    figures["peak_memory_mb"] = pipeline.peak_memory_mb()
     return figures
 
 
