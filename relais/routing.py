@@ -57,7 +57,7 @@ from models.tables import CalendarDay, ItemEvent, RemoteService, RunLock, Sie, W
 from models.types import UTCDateTime
 from relais.calendars import ensure_calendar_years
 from relais.conventions import coverage_on, validate_files
-from relais.db import get_engine
+from relais.db import get_engine, refresh_statistics
 from relais.domain.conventions import Coverage
 from relais.domain.routing import (
     LOCAL,
@@ -286,6 +286,7 @@ class RoutingRun:
 
     def run(self) -> RoutingResult:
         """Build the routing table, plan, write (unless a dry run), and summarise."""
+        refresh_statistics(self.connection)  # tonight's intake may have changed the table much
         self.prepare()
         self.plan()
         self.write()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select, text
 from sqlmodel import Session, SQLModel
 
 import models.tables  # noqa: F401
@@ -65,3 +65,39 @@ def test_partial_indexes_keep_their_condition(engine: Engine) -> None:
         definitions = dict(connection.exec_driver_sql(query).all())
     for name in partial:
         assert " WHERE " in (definitions.get(name) or "").upper(), name
+
+
+def _has_statistics(connection: Connection, table: str) -> bool:
+    if connection.dialect.name == "sqlite":
+        query = "SELECT count(*) FROM sqlite_stat1 WHERE tbl = :table"
+    else:
+        query = (
+            "SELECT count(*) FROM pg_stats WHERE tablename = :table"
+            " AND schemaname = current_schema()"
+        )
+    return bool(connection.execute(text(query), {"table": table}).scalar_one())
+
+
+def test_a_table_never_analysed_gets_statistics(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE stats_probe (id INTEGER, code VARCHAR(8))")
+        connection.execute(
+            text("INSERT INTO stats_probe (id, code) VALUES (:id, :code)"),
+            [{"id": n, "code": f"C{n % 7}"} for n in range(500)],
+        )
+        connection.exec_driver_sql("CREATE INDEX ix_stats_probe_code ON stats_probe (code)")
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "sqlite":
+                # A database that was never analysed has no statistics table at all.
+                assert not connection.execute(
+                    text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")
+                ).scalar_one() or not _has_statistics(connection, "stats_probe")
+            else:
+                assert not _has_statistics(connection, "stats_probe")
+            db.refresh_statistics(connection, "stats_probe")
+        with engine.connect() as connection:
+            assert _has_statistics(connection, "stats_probe")
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE stats_probe")
