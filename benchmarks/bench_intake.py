@@ -422,7 +422,7 @@ def run(
                 raw_times = ", ".join(f"{result['seconds']:.1f}" for result in raws)
                 intake_times = ", ".join(f"{result['seconds']:.1f}" for result in intakes)
                 print(f"{'runs (s)':<34}raw {raw_times}; intake {intake_times}")
-            _report(rows, raw, intake)
+            _report(backend, rows, raw, intake)
             if flow_sample:
                 sample_flow, sample_direct = work / "sample-flow", work / "sample-direct"
                 write_queues(sample_flow, 10, flow_sample)
@@ -446,7 +446,7 @@ def run(
             databases.drop()
 
 
-def _report(rows: int, raw: dict[str, Any], intake: dict[str, Any]) -> None:
+def _report(backend: str, rows: int, raw: dict[str, Any], intake: dict[str, Any]) -> None:
     raw_rate = raw["rows"] / raw["seconds"]
     rate = rows / intake["seconds"]
     ratio = intake["seconds"] / raw["seconds"]
@@ -464,11 +464,10 @@ def _report(rows: int, raw: dict[str, Any], intake: dict[str, Any]) -> None:
         f"{intake['duplicates']:,} duplicates, {intake['rejected']:,} rejected; "
         f"{intake['events']:,} events"
     )
-    checks = {
-        ">= 100,000 rows/s": rate >= 100_000,
-        "<= 2.5 x raw": ratio <= 2.5,
-        "< 300 MB": intake["peak_rss_mb"] < 300,
-    }
+    # The rate and the ratio are targets on SQLite; PostgreSQL is measured too.
+    checks = {"< 300 MB": intake["peak_rss_mb"] < 300}
+    if backend == "sqlite":
+        checks = {">= 100,000 rows/s": rate >= 100_000, "<= 2.5 x raw": ratio <= 2.5, **checks}
     verdict = ", ".join(f"{name} {'ok' if passed else 'MISSED'}" for name, passed in checks.items())
     print(f"{'intake / raw':<34}{ratio:8.2f} x   ({verdict})")
     print(f"{'intake / raw, cpu of the process':<34}{intake['cpu'] / raw['cpu']:8.2f} x")
