@@ -143,3 +143,53 @@ def test_prefect_deploy_all_creates_the_three_deployments(
     assert schedule["schedule"]["cron"] == "30 1 * * *"
     assert schedule["schedule"]["timezone"] == "Europe/Paris"
     assert "relais" in nightly["tags"]
+
+
+def test_relais_serve_serves_the_three_deployments_until_sigterm(
+    prefect_server: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    api_url, env = prefect_server
+    output = (tmp_path / "serve.log").open("w+b")
+    serve = subprocess.Popen(
+        [str(Path(sys.executable).with_name("relais")), "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        deployed: dict[str, dict[str, object]] = {}
+        while len(deployed) < 3:
+            if serve.poll() is not None:
+                pytest.fail("relais serve exited:\n" + (tmp_path / "serve.log").read_text())
+            if time.monotonic() > deadline:
+                pytest.fail(f"relais serve registered only {sorted(deployed)} in time")
+            time.sleep(1)
+            found = httpx.post(f"{api_url}/deployments/filter", json={}, timeout=10).json()
+            flows = httpx.post(f"{api_url}/flows/filter", json={}, timeout=10).json()
+            names = {flow["id"]: flow["name"] for flow in flows}
+            deployed = {f"{names.get(d['flow_id'])}/{d['name']}": d for d in found}
+        assert set(deployed) == {
+            "nightly-cycle/nightly",
+            "scan-slas/business-hours",
+            "convention-report/monthly",
+        }
+        crons = {
+            name: (d["schedules"][0]["schedule"]["cron"], d["schedules"][0]["schedule"]["timezone"])  # type: ignore[index]
+            for name, d in deployed.items()
+        }
+        assert crons == {
+            "nightly-cycle/nightly": ("30 1 * * *", "Europe/Paris"),
+            "scan-slas/business-hours": ("0 8-18 * * 1-5", "Europe/Paris"),
+            "convention-report/monthly": ("0 6 1 * *", "Europe/Paris"),
+        }
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0
+    finally:
+        _stop(serve)
+        output.close()
+    log = (tmp_path / "serve.log").read_text()
+    assert "Serving nightly-cycle/nightly" in log
+    assert "Stopped serving." in log
