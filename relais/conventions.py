@@ -280,7 +280,7 @@ def list_conventions(session: Session, *, as_of: date | None = None) -> list[dic
             col(ConventionVersion.convention_id), col(ConventionVersion.version)
         )
     ).all()
-    periods = in_force_periods(_period_specs(rows))
+    periods = in_force_periods(period_specs(rows))
     line_counts: dict[tuple[str, int], int] = {}
     for convention_id, version in session.exec(
         select(PerimeterLine.convention_id, PerimeterLine.version)
@@ -329,7 +329,7 @@ def show_convention(
             known = ", ".join(str(row.version) for row in rows)
             raise NotFoundError(f"{convention_id} has no version {version} (versions: {known})")
         row = matching[0]
-    period = in_force_periods(_period_specs(rows))[(row.convention_id, row.version)]
+    period = in_force_periods(period_specs(rows))[(row.convention_id, row.version)]
     lines = session.exec(
         select(PerimeterLine)
         .where(
@@ -354,7 +354,7 @@ def show_convention(
     }
 
 
-def _period_specs(rows: Iterable[ConventionVersion]) -> list[VersionSpec]:
+def period_specs(rows: Iterable[ConventionVersion]) -> list[VersionSpec]:
     """Specs with only what periods need (no lines)."""
     return [_spec(row) for row in rows]
 

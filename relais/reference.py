@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +11,22 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, select
 
-from models.documents import ReferenceDocument
-from models.tables import Closure, Directorate, RemoteService, RunLock, Sie
+from models.documents import ConventionDocument, ReferenceDocument
+from models.tables import Closure, ConventionVersion, Directorate, RemoteService, RunLock, Sie
 from relais.db import session_scope
+from relais.domain.conventions import document_problems, in_force_periods
 from relais.domain.reference import (
     DirectorateRef,
+    Location,
+    Problem,
     ReferenceSnapshot,
     ServiceRef,
     SieRef,
     plan_reference_load,
+    snapshot_after,
 )
 from relais.errors import ConflictError, ValidationError
+from relais.settings import get_settings
 from relais.yamlio import load_yaml_file, parse_model, render_problems
 
 #: Name of the ``run_lock`` row that serialises writers of reference data and conventions.
@@ -94,11 +99,15 @@ def serialise_writers(session: Session, name: str = REFERENCE_LOCK) -> None:
             session.exec(update(RunLock).where(col(RunLock.name) == name).values(acquired_at=now))
 
 
-def load_reference(path: str | Path, *, engine: Engine | None = None) -> ReferenceLoadResult:
+def load_reference(
+    path: str | Path, *, engine: Engine | None = None, today: date | None = None
+) -> ReferenceLoadResult:
     """Load the reference file at ``path``: all of it in one transaction, or nothing.
 
     Raises ``ValidationError`` naming every problem (file, field, line) when the file has
-    any error; warnings are returned with the counts.
+    any error, including a change that stored conventions still in force or to come would
+    no longer satisfy (see ``broken_conventions``; ``today`` defaults to the current day in
+    ``RELAIS_TIMEZONE``). Warnings are returned with the counts.
     """
     document = load_yaml_file(path)
     parsed, schema_problems = parse_model(document, ReferenceDocument)
@@ -113,10 +122,18 @@ def load_reference(path: str | Path, *, engine: Engine | None = None) -> Referen
     try:
         with session_scope(engine) as session:
             serialise_writers(session)
-            plan = plan_reference_load(parsed, read_snapshot(session))
+            existing = read_snapshot(session)
+            plan = plan_reference_load(parsed, existing)
+            day = today or datetime.now(get_settings().timezone).date()
+            broken = broken_conventions(
+                session, parsed, existing, snapshot_after(plan, existing), day
+            )
             problems = [
                 *schema_problems,
-                *(replace(problem, source=document.source) for problem in plan.problems),
+                *(
+                    replace(problem, source=document.source)
+                    for problem in (*plan.problems, *broken)
+                ),
             ]
             rendered = render_problems(problems, {document.source: document})
             errors = [
@@ -189,6 +206,115 @@ def load_reference(path: str | Path, *, engine: Engine | None = None) -> Referen
             "reference data not loaded: another load changed the same entries; try again"
         ) from error
     return result
+
+
+def broken_conventions(
+    session: Session,
+    document: ReferenceDocument,
+    before: ReferenceSnapshot,
+    after: ReferenceSnapshot,
+    today: date,
+) -> list[Problem]:
+    """What loading ``document`` (``before`` → ``after``) would break in stored conventions.
+
+    Reference data is not dated: what is loaded holds for today and every later day. So the
+    versions checked are those whose period in force, supersession applied (as ``relais
+    conventions list`` shows it), still has a day on or after ``today``: the version in force
+    today and versions that start later. A version whose period ended on or before
+    ``today`` (it was ended, or a later version superseded it) or that was superseded
+    before it began is history and never blocks a load.
+
+    Each version checked is validated again with the rules of ``relais conventions
+    validate``, against ``after``: listed SIEs belong to the exporting directorate, the
+    service's host directorate is ``host_directorate``, the departments agree with
+    ``scope``. Only what the load breaks is reported, each problem at the entry of the file
+    that breaks it; a rule that already failed before the load is not blamed on this file.
+    Overlaps between conventions need no second look: a listed SIE can only come under an
+    ``all`` line of another convention by leaving its own exporting directorate, which the
+    first rule reports. A load that changes no SIE's directorate, no service's host
+    directorate or department and no directorate's department reads no convention at all.
+    """
+    moved_sies = {
+        code
+        for code, sie in after.sies.items()
+        if code in before.sies and before.sies[code].directorate != sie.directorate
+    }
+    services = {
+        code
+        for code, service in after.services.items()
+        if code in before.services
+        and (before.services[code].host_directorate, before.services[code].department)
+        != (service.host_directorate, service.department)
+    }
+    directorates = {
+        code
+        for code, directorate in after.directorates.items()
+        if code in before.directorates
+        and before.directorates[code].department != directorate.department
+    }
+    if not (moved_sies or services or directorates):
+        return []
+
+    rows = session.exec(
+        select(ConventionVersion).order_by(
+            col(ConventionVersion.convention_id), col(ConventionVersion.version)
+        )
+    ).all()
+    from relais.conventions import period_specs  # it imports this module
+
+    periods = in_force_periods(period_specs(rows))
+    # Where each code is given in the file (the last entry wins, as when it is written).
+    given: dict[str, dict[str, int]] = {
+        "directorates": {entry.code: index for index, entry in enumerate(document.directorates)},
+        "sies": {entry.code: index for index, entry in enumerate(document.sies)},
+        "services": {entry.code: index for index, entry in enumerate(document.services)},
+    }
+
+    def entry(section: str, code: str, field: str) -> Location:
+        index = given[section].get(code)
+        return () if index is None else (section, index, field)
+
+    problems: list[Problem] = []
+    for row in rows:
+        period = periods[(row.convention_id, row.version)]
+        if period.is_empty or (period.end is not None and period.end <= today):
+            continue
+        if (
+            not moved_sies
+            and row.service_code not in services
+            and row.exporting_directorate not in directorates
+        ):
+            continue
+        convention = ConventionDocument.model_validate(row.document)
+        held = {
+            (problem.location, problem.message)
+            for problem in document_problems(convention, before)
+            if problem.is_error
+        }
+        for problem in document_problems(convention, after):
+            if not problem.is_error or (problem.location, problem.message) in held:
+                continue
+            location: Location = ()
+            match problem.location:
+                case ("perimeter", int(line), "sies", int(item)):
+                    location = entry("sies", convention.perimeter[line].sies[item], "directorate")
+                case ("host_directorate",):
+                    location = entry("services", convention.service, "host_directorate")
+                case ("scope",) if convention.service in services and (
+                    before.services[convention.service].department
+                    != after.services[convention.service].department
+                ):
+                    location = entry("services", convention.service, "department")
+                case ("scope",):
+                    location = entry("directorates", convention.exporting_directorate, "department")
+            problems.append(
+                Problem(
+                    location,
+                    f"breaks convention {row.convention_id} version {row.version} at "
+                    f"{problem.field}: {problem.message}",
+                )
+            )
+    return problems
 
 
 def _upsert(

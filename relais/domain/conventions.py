@@ -238,7 +238,7 @@ def validate_conventions(
         specs.append(spec)
         problems.extend(
             replace(problem, source=candidate.source)
-            for problem in _document_problems(candidate.document, reference)
+            for problem in document_problems(candidate.document, reference)
         )
         if spec.version < 1:
             continue
@@ -272,8 +272,11 @@ def validate_conventions(
     return problems
 
 
-def _document_problems(document: ConventionDocument, reference: ReferenceSnapshot) -> list[Problem]:
-    """Rules that need only this document and the reference data."""
+def document_problems(document: ConventionDocument, reference: ReferenceSnapshot) -> list[Problem]:
+    """Rules that need only this document and the reference data.
+
+    A reference load runs them again on stored versions (``relais.reference``).
+    """
     problems: list[Problem] = []
 
     def error(location: Location, message: str) -> None:

@@ -90,3 +90,33 @@ def test_a_missing_file_exits_1(engine: Engine, tmp_path: Path) -> None:
 def test_usage_errors_exit_2(engine: Engine) -> None:
     assert runner.invoke(app, ["reference", "load"]).exit_code == 2
     assert runner.invoke(app, ["reference", "list", "--format", "xml"]).exit_code == 2
+
+
+def test_a_reload_that_breaks_a_convention_exits_1_and_writes_nothing(
+    engine: Engine, tmp_path: Path
+) -> None:
+    assert runner.invoke(app, ["reference", "load", str(SHIPPED)]).exit_code == 0
+    convention = SHIPPED.parent / "conventions" / "conv-75-vierzon-v1.yaml"
+    applied = runner.invoke(app, ["conventions", "apply", str(convention)])
+    assert applied.exit_code == 0, applied.output
+    before = runner.invoke(app, ["reference", "list", "--format", "json"]).stdout
+
+    path = tmp_path / "moved.yaml"
+    path.write_text(
+        "sies:\n  - {code: SIE-75-08, name: SIE Paris 8e, directorate: DDFIP18}\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["reference", "load", str(path)])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    # The convention lists SIE-75-08 on each of its four lines: one problem each.
+    assert result.stderr.splitlines() == [
+        f"Error: {path}: reference data not loaded (4 problem(s))",
+        *(
+            f"{path}: sies[0].directorate: breaks convention CONV-75-VIERZON version 1 at "
+            f"perimeter[{line}].sies[1]: SIE SIE-75-08 belongs to DDFIP18, not to the exporting "
+            "directorate DRFIP75 (line 2)"
+            for line in range(4)
+        ),
+    ]
+    assert runner.invoke(app, ["reference", "list", "--format", "json"]).stdout == before
