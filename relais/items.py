@@ -390,6 +390,9 @@ class EventsImport:
     file: Path
     rows: list[EventRowResult] = field(default_factory=list)
     errors_file: Path | None = None
+    #: Rows this import found in the ledger (the same bytes were imported before): reported
+    #: as recorded then, not applied again. Not part of the JSON, which equals a clean run's.
+    already_recorded: int = 0
 
     @property
     def applied(self) -> int:
@@ -599,6 +602,8 @@ def import_events(
             recorded = _apply_row(
                 engine, values, sha256=sha256, line=line, by=by, zone=zone, moment=moment
             )
+        else:
+            outcome.already_recorded += 1
         result = EventRowResult(
             line=line,
             sie=values.get("sie", ""),

@@ -184,6 +184,7 @@ def test_the_same_file_again_changes_nothing_and_reports_the_same(
     copy = _write(tmp_path, FILES[kind], name="copie.csv")
     again = import_events(copy, by="cli", engine=engine, now=later)
     assert [row.as_dict() for row in again.rows] == first[0]
+    assert again.already_recorded == len(again.rows)
     assert again.errors_file == errors_file_for(copy)
     assert again.errors_file.read_bytes() == first[1]
     assert _snapshot(engine) == state
@@ -195,6 +196,7 @@ def test_a_changed_file_is_a_new_import(engine: Engine, tmp_path: Path) -> None:
     assert import_events(path, by="cli", engine=engine).applied == 1
     path.write_bytes(path.read_bytes() + b"SIE-75-08;REF-1;suspend;2026-11-04\n")
     outcome = import_events(path, by="cli", engine=engine)
+    assert outcome.already_recorded == 0
     # Every row is evaluated again: the start no longer fits, the suspend is new.
     assert [(row.line, row.result, row.state) for row in outcome.rows] == [
         (2, "refused", None),

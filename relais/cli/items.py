@@ -117,6 +117,11 @@ def events_command(
             ),
             title=f"{file.name}: {outcome.applied} applied, {outcome.refused} refused",
         )
+    if outcome.already_recorded:
+        info(
+            f"{outcome.already_recorded} row(s) were imported before from the same file content: "
+            "reported as recorded then, not applied again."
+        )
     if outcome.errors_file is not None:
         info(f"Refused rows written to {outcome.errors_file}.")
 

@@ -142,7 +142,13 @@ def test_events_file_reports_each_row_and_writes_the_errors_file(
         .startswith("3;REF-1;cannot start item SIE-75-08/REF-1: it is in_progress")
     )
     assert "events.csv.errors.csv" in result.stderr
+    assert "imported before" not in result.stderr
     assert _item(engine).completed_on == date(2026, 11, 5)
+    # The same file again: the same report, nothing applied twice, and the user is told why.
+    again = runner.invoke(app, ["items", "events", str(events), "--format", "json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout) == document
+    assert "3 row(s) were imported before from the same file content" in again.stderr
 
 
 def test_events_file_as_a_table_and_missing_file(
