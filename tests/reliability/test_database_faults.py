@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -123,6 +125,99 @@ def test_terminated_connections_fail_cleanly_and_a_retry_recovers(
     assert database_fingerprint(engine) == clean.database
     if operation != "events":
         assert queue_tree(workdir) == clean.files
+
+
+class ServerRestarter:
+    """At the n-th statement of ``engine``, restart the PostgreSQL server itself (fast mode:
+    every session of every client is cut), and wait until it accepts connections again."""
+
+    def __init__(self, engine: Engine, at: int) -> None:
+        self.engine, self.at = engine, at
+        self.count = 0
+        self.restarted = False
+
+    def __call__(self, *_args: Any) -> None:
+        self.count += 1
+        if self.count != self.at:
+            return
+        _restart_server()
+        self.restarted = True
+
+    def __enter__(self) -> ServerRestarter:
+        event.listen(self.engine, "after_cursor_execute", self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(self.engine, "after_cursor_execute", self)
+
+
+PG_CTLCLUSTER = shutil.which("pg_ctlcluster")
+
+
+def _cluster_version() -> str:
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    return versions[-1] if versions else ""
+
+
+def _restart_server() -> None:
+    """Stop the local cluster (fast: sessions cut, no wait), start it, wait until it is up."""
+    command = [PG_CTLCLUSTER or "pg_ctlcluster", "--skip-systemctl-redirect", _cluster_version()]
+    subprocess.run([*command, "main", "stop", "-m", "fast"], check=False, timeout=60)
+    subprocess.run([*command, "main", "start"], check=True, timeout=60)
+    for _ in range(60):
+        ready = subprocess.run(
+            ["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"], check=False, timeout=10
+        )
+        if ready.returncode == 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError("PostgreSQL did not come back after its restart")
+
+
+def _can_restart_the_server() -> bool:
+    url = os.environ.get("RELAIS_TEST_POSTGRES_URL", "")
+    local = "@127.0.0.1" in url or "@localhost" in url
+    return bool(PG_CTLCLUSTER and _cluster_version() and local and os.geteuid() == 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not _can_restart_the_server(), reason="needs a local pg_ctlcluster server and root"
+)
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("operation", ["intake", "routing"])
+def test_a_server_restarted_mid_run_fails_the_run_cleanly_and_a_retry_recovers(
+    postgres_schema_url: str, engine: Engine, tmp_path: Path, operation: str
+) -> None:
+    """PostgreSQL itself stopped and started again in the middle of a run (not only the
+    run's connections): the run fails with a transient error, routing has written nothing
+    and intake only whole files, and a retry ends in the clean run's state."""
+    clean = clean_run(operation, engine, tmp_path)
+    workdir = tmp_path / "restarted"
+    workdir.mkdir()
+    scenarios.prepare(operation, engine, workdir)
+    before = database_fingerprint(engine)
+    files_before = queue_tree(workdir)
+    faulty = db.make_engine(postgres_schema_url)
+    # Inside the work: intake's first file is being written, routing has planned.
+    at = {"intake": 4, "routing": 12}[operation]
+    try:
+        with ServerRestarter(faulty, at) as restarter, pytest.raises(Exception) as failure:
+            scenarios.run(operation, faulty, workdir)
+        assert restarter.restarted
+        assert is_transient(failure.value), repr(failure.value)[:300]
+        engine.dispose()  # the test's own connections died with the server too
+        assert_consistent(engine)
+        if operation == "routing":
+            assert database_fingerprint(engine) == before
+            assert queue_tree(workdir) == files_before
+        scenarios.run(operation, faulty, workdir)
+    finally:
+        faulty.dispose()
+    assert_consistent(engine)
+    assert database_fingerprint(engine) == clean.database
+    assert queue_tree(workdir) == clean.files
 
 
 @pytest.mark.slow
