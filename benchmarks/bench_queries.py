@@ -520,10 +520,10 @@ TARGETS: dict[str, tuple[dict[str, float], str]] = {
 }
 
 
-def register(stages: dict[str, Any] | None = None, targets: dict[str, Any] | None = None) -> None:
+def register(stages: dict[str, Any], targets: dict[str, Any]) -> None:
     """Make ``sla`` a stage of the pipeline harness (its ``STAGES``, ``TARGETS``)."""
-    (pipeline.STAGES if stages is None else stages)["sla"] = stage_sla
-    (pipeline.TARGETS if targets is None else targets)["sla"] = TARGETS
+    stages["sla"] = stage_sla
+    targets["sla"] = TARGETS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -539,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         index = arguments.index("--repeats")
         REPEATS = int(arguments[index + 1])
         del arguments[index : index + 2]
-    register()
+    register(pipeline.STAGES, pipeline.TARGETS)
     if not any(argument.startswith("--stages") for argument in arguments):
         arguments += ["--stages", "sla"]
     return pipeline.main(arguments)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -28,6 +29,8 @@ from relais.domain.reference import (
 from relais.errors import ConflictError, ValidationError
 from relais.settings import get_settings
 from relais.yamlio import load_yaml_file, parse_model, render_problems
+
+_Ref = TypeVar("_Ref")
 
 #: Name of the ``run_lock`` row that serialises writers of reference data and conventions.
 REFERENCE_LOCK = "reference-data"
@@ -208,6 +211,15 @@ def load_reference(
     return result
 
 
+def _changed(
+    before: Mapping[str, _Ref], after: Mapping[str, _Ref], facts: Callable[[_Ref], object]
+) -> set[str]:
+    """Codes present before and after whose ``facts`` differ."""
+    return {
+        code for code, ref in after.items() if code in before and facts(before[code]) != facts(ref)
+    }
+
+
 def broken_conventions(
     session: Session,
     document: ReferenceDocument,
@@ -234,24 +246,15 @@ def broken_conventions(
     first rule reports. A load that changes no SIE's directorate, no service's host
     directorate or department and no directorate's department reads no convention at all.
     """
-    moved_sies = {
-        code
-        for code, sie in after.sies.items()
-        if code in before.sies and before.sies[code].directorate != sie.directorate
-    }
-    services = {
-        code
-        for code, service in after.services.items()
-        if code in before.services
-        and (before.services[code].host_directorate, before.services[code].department)
-        != (service.host_directorate, service.department)
-    }
-    directorates = {
-        code
-        for code, directorate in after.directorates.items()
-        if code in before.directorates
-        and before.directorates[code].department != directorate.department
-    }
+    moved_sies = _changed(before.sies, after.sies, lambda sie: sie.directorate)
+    services = _changed(
+        before.services,
+        after.services,
+        lambda service: (service.host_directorate, service.department),
+    )
+    directorates = _changed(
+        before.directorates, after.directorates, lambda directorate: directorate.department
+    )
     if not (moved_sies or services or directorates):
         return []
 

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from sqlalchemy import Engine, event, text
@@ -38,18 +38,38 @@ from tests.reliability.helpers import (
 OPERATIONS = ("intake", "routing", "scan", "events")
 
 
-class BackendTerminator:
-    """At the n-th statement of ``engine``, terminate every server connection it holds."""
+class AtStatement:
+    """Does ``act()`` once, after the n-th SQL statement of ``engine`` (counted in ``count``)."""
 
-    def __init__(self, engine: Engine, admin: Engine, application_name: str, at: int) -> None:
-        self.engine, self.admin, self.name, self.at = engine, admin, application_name, at
+    def __init__(self, engine: Engine, at: int) -> None:
+        self.engine, self.at = engine, at
         self.count = 0
-        self.terminated = 0
+
+    def act(self) -> None:
+        raise NotImplementedError
 
     def __call__(self, *_args: Any) -> None:
         self.count += 1
-        if self.count != self.at:
-            return
+        if self.count == self.at:
+            self.act()
+
+    def __enter__(self) -> Self:
+        event.listen(self.engine, "after_cursor_execute", self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(self.engine, "after_cursor_execute", self)
+
+
+class BackendTerminator(AtStatement):
+    """At the n-th statement of ``engine``, terminate every server connection it holds."""
+
+    def __init__(self, engine: Engine, admin: Engine, application_name: str, at: int) -> None:
+        super().__init__(engine, at)
+        self.admin, self.name = admin, application_name
+        self.terminated = 0
+
+    def act(self) -> None:
         with self.admin.connect() as connection:
             self.terminated = len(
                 connection.execute(
@@ -62,13 +82,6 @@ class BackendTerminator:
                 ).all()
             )
             connection.commit()
-
-    def __enter__(self) -> BackendTerminator:
-        event.listen(self.engine, "after_cursor_execute", self)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        event.remove(self.engine, "after_cursor_execute", self)
 
 
 def _with_application_name(url: str, name: str) -> str:
@@ -127,28 +140,15 @@ def test_terminated_connections_fail_cleanly_and_a_retry_recovers(
         assert queue_tree(workdir) == clean.files
 
 
-class ServerRestarter:
+class ServerRestarter(AtStatement):
     """At the n-th statement of ``engine``, restart the PostgreSQL server itself (fast mode:
     every session of every client is cut), and wait until it accepts connections again."""
 
-    def __init__(self, engine: Engine, at: int) -> None:
-        self.engine, self.at = engine, at
-        self.count = 0
-        self.restarted = False
+    restarted = False
 
-    def __call__(self, *_args: Any) -> None:
-        self.count += 1
-        if self.count != self.at:
-            return
+    def act(self) -> None:
         _restart_server()
         self.restarted = True
-
-    def __enter__(self) -> ServerRestarter:
-        event.listen(self.engine, "after_cursor_execute", self)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        event.remove(self.engine, "after_cursor_execute", self)
 
 
 PG_CTLCLUSTER = shutil.which("pg_ctlcluster")
