@@ -178,11 +178,11 @@ class WorkItem(SQLModel, table=True):
         # moving one (and received items cost nothing in the SLA indexes). Queries use them
         # through their own terms: `state = 'received'`, `assignee = …`, `due_on < …` and
         # `legal_due_on < …` each imply the index's condition.
+        # Received items, for routing. One key value: entries go in id order, so intake
+        # appends them and routing removes runs of them (routing sorts FIFO itself).
         Index(
-            "ix_work_item_routing",
-            "received_on",
-            "sie_code",
-            "reference",
+            "ix_work_item_received",
+            "state",
             sqlite_where=text("state = 'received'"),
             postgresql_where=text("state = 'received'"),
         ),
