@@ -8,11 +8,12 @@ after it leaves the file in ``incoming/`` with its ``intake_file`` row committed
 run only finishes the errors file and the move, from what the database recorded. Either way the
 end state and the reported counts are those of one clean run.
 
-Rows are streamed in batches and written set-based: on SQLite an ``executemany`` of the batch
-and one ``INSERT … SELECT`` of its ``received`` events, on PostgreSQL a ``COPY`` of each. The
-unique (SIE, reference) constraint settles what is new; a row whose reference is already taken
-is a duplicate when its fingerprint (normalised values) is the same, and rejected otherwise,
-whether the first one came from an earlier file or the same file.
+Rows are streamed in batches (:mod:`relais.intake_reader`; a large file is read and validated
+by a reader process while this one writes) and written set-based: on SQLite one ``INSERT …
+SELECT`` of the batch from its JSON text and one of its ``received`` events, on PostgreSQL a
+``COPY`` of each. The unique (SIE, reference) constraint settles what is new; a row whose
+reference is already taken is a duplicate when its fingerprint (normalised values) is the
+same, and rejected otherwise, whether the first one came from an earlier file or the same file.
 """
 
 from __future__ import annotations
@@ -28,18 +29,25 @@ from datetime import UTC, date, datetime, time, tzinfo
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Connection, Date, Engine, String, insert, literal, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from models.tables import IntakeFile, IntakeRejection, ItemEvent, Sie, WorkItem
-from models.types import UTCDateTime
 from relais.csvcells import safe_cell
-from relais.domain.intake import REASON_CONFLICT, IntakeRow, RowRejection, RowValidator
+from relais.domain.intake import REASON_CONFLICT
 from relais.errors import ConfigurationError, NotFoundError
+from relais.intake_reader import (
+    READER_PROCESS_BATCH,
+    READER_PROCESS_FIRST_BATCH,
+    READER_PROCESS_MIN_BYTES,
+    RowBatch,
+    lend_reader_process,
+    read_batches,
+    spare_core,
+)
 from relais.queuefiles import (
     PROCESSED,
     REJECTED,
-    RowReader,
     UnreadableFileError,
     inspect_file,
     queue_files,
@@ -55,8 +63,6 @@ ERRORS_HEADER: Final = ("line", "reference", "reason")
 # Folders intake creates: never writable by everyone, whatever the umask says.
 _FOLDER_MODE: Final = 0o775
 # Cells a spreadsheet would take for a formula (CSV injection).
-# SQLite's limit on bound parameters is 32766 since 3.32; stay far below it.
-_LOOKUP_CHUNK: Final = 900
 # Class of the PostgreSQL advisory locks that serialise the intake of one SIE ("RQ").
 _PG_INTAKE_LOCK: Final = 0x5251
 
@@ -194,8 +200,14 @@ def ingest_sie(
     flow_run_id: str | None = None,
     timezone: tzinfo | None = None,
     batch_size: int = BATCH_SIZE,
+    reader_process: bool | None = None,
 ) -> list[FileOutcome]:
-    """Ingest the files waiting in one SIE's queue, one at a time, in name order."""
+    """Ingest the files waiting in one SIE's queue, one at a time, in name order.
+
+    ``reader_process``: read files in a reader process beside the writes (True), in this
+    process (False), or as ``RELAIS_INTAKE_READER`` says (None; by default, large files in a
+    reader process when a second core is there).
+    """
     outcomes = []
     for path in queue_files(root, sie_code):
         outcome = ingest_file(
@@ -207,6 +219,7 @@ def ingest_sie(
             flow_run_id=flow_run_id,
             timezone=timezone,
             batch_size=batch_size,
+            reader_process=reader_process,
         )
         if outcome is not None:
             outcomes.append(outcome)
@@ -223,6 +236,7 @@ def ingest_file(
     flow_run_id: str | None = None,
     timezone: tzinfo | None = None,
     batch_size: int = BATCH_SIZE,
+    reader_process: bool | None = None,
 ) -> FileOutcome | None:
     """Ingest one queue file of ``sie_code`` and move it out of ``incoming/``.
 
@@ -230,10 +244,14 @@ def ingest_file(
     ``received`` events (at 00:00 local time), written with ``author`` as their author.
     Returns None when the file vanished meanwhile (another intake run took it).
     """
-    if timezone is None:
+    if timezone is None or reader_process is None:
         from relais.settings import get_settings
 
-        timezone = get_settings().timezone
+        settings = get_settings()
+        if timezone is None:
+            timezone = settings.timezone
+        if reader_process is None and settings.intake_reader != "auto":
+            reader_process = settings.intake_reader == "process"
     try:
         inspection = inspect_file(path)
     except FileNotFoundError:
@@ -249,6 +267,8 @@ def ingest_file(
             author=author,
             flow_run_id=flow_run_id,
             batch_size=batch_size,
+            size=inspection.size,
+            reader_process=reader_process,
         )
         problem = inspection.problem
         try:
@@ -318,6 +338,8 @@ class _FileJob:
     author: str
     flow_run_id: str | None
     batch_size: int
+    size: int = 0
+    reader_process: bool | None = None
     progress_reported: int = 0
     counts: _Counts = field(default_factory=_Counts)
 
@@ -357,8 +379,9 @@ class _FileJob:
             try:
                 writer = _writer_for(connection, self, file_id, now)
                 try:
-                    with RowReader(self.path, encoding) as reader:
-                        self._ingest_rows(connection, writer, reader, file_id)
+                    for batch in self._batches(encoding, as_json=writer.as_json):
+                        self._write(connection, writer, batch, file_id)
+                        self._advance(batch.bytes_read)
                 finally:
                     writer.close()
             except driver_error as error:
@@ -380,59 +403,40 @@ class _FileJob:
         )
         return _Recorded(file_id, outcome)
 
-    def _ingest_rows(
-        self, connection: Connection, writer: _Writer, reader: RowReader, file_id: int
-    ) -> None:
-        validate = RowValidator(self.as_of)
-        # First occurrence of each reference in the batch, then later ones (settled at flush).
-        pending: dict[str, tuple[int, IntakeRow]] = {}
-        repeats: list[tuple[int, IntakeRow]] = []
-        rejections: list[tuple[int, str | None, str]] = []
-        batch_size = self.batch_size
-        in_batch = 0
-        for line, cells, problem, reference in reader:
-            if cells is None:
-                rejections.append((line, reference, problem or "unreadable row"))
-            else:
-                result = validate(*cells)
-                if isinstance(result, RowRejection):
-                    rejections.append((line, result[0], result[1]))
-                elif result[0] in pending:
-                    repeats.append((line, result))
-                else:
-                    pending[result[0]] = (line, result)
-            in_batch += 1
-            if in_batch >= batch_size:
-                self._flush(connection, writer, pending, repeats, rejections, file_id)
-                self._advance(reader.bytes_read)
-                in_batch = 0
-        self._flush(connection, writer, pending, repeats, rejections, file_id)
+    def _batches(self, encoding: str, as_json: bool) -> Iterator[RowBatch]:
+        """The file's batches, read here or, for a large file, by a reader process."""
+        use_process = self.reader_process
+        if use_process is None:
+            use_process = self.size >= READER_PROCESS_MIN_BYTES and spare_core()
+        if use_process:
+            size = min(self.batch_size, READER_PROCESS_BATCH)
+            first = READER_PROCESS_FIRST_BATCH
+            with lend_reader_process() as reader:
+                yield from reader.batches(self.path, encoding, self.as_of, size, as_json, first)
+        else:
+            yield from read_batches(self.path, encoding, self.as_of, self.batch_size, as_json)
 
-    def _flush(
-        self,
-        connection: Connection,
-        writer: _Writer,
-        pending: dict[str, tuple[int, IntakeRow]],
-        repeats: list[tuple[int, IntakeRow]],
-        rejections: list[tuple[int, str | None, str]],
-        file_id: int,
+    def _write(
+        self, connection: Connection, writer: _Writer, batch: RowBatch, file_id: int
     ) -> None:
         counts = self.counts
-        if pending:
-            taken = writer.write(pending)  # reference -> fingerprint of the row already there
-            counts.accepted += len(pending) - len(taken)
-            for reference, fingerprint in taken.items():
-                line, row = pending[reference]
-                if row.fingerprint == fingerprint:
+        rejections = batch.rejections
+        if batch.count:
+            # The batch's references that were taken before it: line, new and stored fingerprint.
+            taken = writer.write(batch)
+            counts.accepted += batch.count - len(taken)
+            stored: dict[str, str] = {}
+            for line, reference, fingerprint, stored_fingerprint in taken:
+                stored[reference] = stored_fingerprint
+                if fingerprint == stored_fingerprint:
                     counts.duplicates += 1
                 else:
                     rejections.append((line, reference, REASON_CONFLICT))
-            for line, row in repeats:
-                first = taken.get(row.reference) or pending[row.reference][1].fingerprint
-                if row.fingerprint == first:
+            for line, reference, fingerprint, first in batch.repeats:
+                if fingerprint == stored.get(reference, first):
                     counts.duplicates += 1
                 else:
-                    rejections.append((line, row.reference, REASON_CONFLICT))
+                    rejections.append((line, reference, REASON_CONFLICT))
         if rejections:
             counts.rejected += len(rejections)
             connection.execute(
@@ -447,44 +451,10 @@ class _FileJob:
                     for line, reference, reason in rejections
                 ],
             )
-        pending.clear()
-        repeats.clear()
-        rejections.clear()
 
     def _advance(self, bytes_read: int) -> None:
         _report_progress(bytes_read - self.progress_reported)
         self.progress_reported = max(self.progress_reported, bytes_read)
-
-
-def _received_events(
-    file_id: int,
-    after_id: int,
-    at: datetime,
-    author: str,
-    as_of: date,
-    flow_run_id: str | None,
-    now: datetime,
-) -> Any:
-    """INSERT … SELECT of the ``received`` event of the items one batch of a file created.
-
-    They are the file's items above ``after_id``, the largest id before the batch was written
-    (SQLite: the run holds the database's write lock, and new rowids only grow).
-    """
-    source = (
-        select(
-            _work_item.c.id,
-            literal("received", String()),
-            literal(at, UTCDateTime()),
-            literal(author, String()),
-            literal("received", String()),
-            literal(as_of, Date()),
-            literal(flow_run_id, String()),
-            literal(now, UTCDateTime()),
-        )
-        .where(_work_item.c.id > after_id, _work_item.c.intake_file_id == file_id)
-        .order_by(_work_item.c.id)
-    )
-    return insert(_item_event).from_select(_RECEIVED_EVENT_COLUMNS.split(", "), source)
 
 
 # --- Writers: one per backend ------------------------------------------------------------------
@@ -499,8 +469,12 @@ _WORK_ITEM_COLUMNS: Final = (
 class _Writer:
     """Inserts batches of new rows and their ``received`` events, in the caller's transaction.
 
-    ``write`` returns the references the batch could not take, with the fingerprint stored.
+    ``write`` returns the batch's rows whose reference was already taken, as (line,
+    reference, fingerprint, fingerprint of the row already there).
     """
+
+    #: Whether the writer takes a batch's new rows as JSON text.
+    as_json: bool = False
 
     def __init__(self, connection: Connection, job: _FileJob, file_id: int, now: datetime) -> None:
         self._connection = connection
@@ -508,7 +482,7 @@ class _Writer:
         self._file_id = file_id
         self._events = (job.at, job.author, job.as_of, job.flow_run_id, now)
 
-    def write(self, pending: dict[str, tuple[int, IntakeRow]]) -> dict[str, str]:
+    def write(self, batch: RowBatch) -> list[tuple[int, str, str, str]]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -521,8 +495,18 @@ def _writer_for(connection: Connection, job: _FileJob, file_id: int, now: dateti
     return _SqliteWriter(connection, job, file_id, now)
 
 
+# The columns of a new row in a batch's JSON array (see relais.intake_reader.NewRow).
+_JSON_ROW: Final = ", ".join(f"value ->> {index}" for index in range(1, 9))
+
+
 class _SqliteWriter(_Writer):
-    """``executemany`` of plain tuples on the driver's cursor (no ORM, no per-row binding)."""
+    """One ``INSERT … SELECT … FROM json_each(?)`` per batch: SQLite unpacks the rows itself.
+
+    Binding rows one by one from Python costs as much as SQLite's own JSON reading, and the
+    batch's JSON text is made by whoever read the file (a reader process, for large files).
+    """
+
+    as_json = True
 
     def __init__(self, connection: Connection, job: _FileJob, file_id: int, now: datetime) -> None:
         super().__init__(connection, job, file_id, now)
@@ -533,57 +517,45 @@ class _SqliteWriter(_Writer):
         stamp = _work_item.c.last_event_at.type.dialect_impl(dialect).bind_processor(dialect)
         self._at = stamp(at) if stamp else at
         self._now = stamp(now) if stamp else now
+        # "WHERE true": SQLite's rule for an upsert whose rows come from a SELECT with a join.
         self._insert = (
             f"INSERT INTO work_item ({_WORK_ITEM_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?, ?) "
+            f"SELECT ?, {_JSON_ROW}, 'received', ?, ?, ? FROM json_each(?) WHERE true "
             "ON CONFLICT (sie_code, reference) DO NOTHING"
         )
+        # The items a batch created are the file's items above the largest id before it (the
+        # run holds the database's write lock, and new rowids only grow).
+        self._received = (
+            f"INSERT INTO item_event ({_RECEIVED_EVENT_COLUMNS}) "
+            "SELECT id, 'received', ?, ?, 'received', ?, ?, ? FROM work_item "
+            "WHERE id > ? AND intake_file_id = ? ORDER BY id"
+        )
+        _, author, as_of, flow_run_id, _ = self._events
+        self._event_values = (self._at, author, as_of.isoformat(), flow_run_id, self._now)
 
     def close(self) -> None:
         self._cursor.close()
 
-    def write(self, pending: dict[str, tuple[int, IntakeRow]]) -> dict[str, str]:
+    def write(self, batch: RowBatch) -> list[tuple[int, str, str, str]]:
         cursor = self._cursor
         cursor.execute("SELECT max(id) FROM work_item")
         last_id = cursor.fetchone()[0] or 0
-        sie, file_id, at, now = self._sie_code, self._file_id, self._at, self._now
-        cursor.executemany(
-            self._insert,
-            (
-                (
-                    sie,
-                    row[0],
-                    row[1],
-                    row[2],
-                    row[3].isoformat(),  # SQLAlchemy stores SQLite dates as ISO text too
-                    row[4],
-                    row[5],
-                    None if row[6] is None else row[6].isoformat(),
-                    row[7],
-                    file_id,
-                    at,
-                    now,
-                )
-                for _line, row in pending.values()
-            ),
+        cursor.execute(
+            self._insert, (self._sie_code, self._file_id, self._at, self._now, batch.new)
         )
         inserted = cursor.rowcount
-        self._connection.execute(_received_events(self._file_id, last_id, *self._events))
-        if inserted == len(pending):
-            return {}
+        cursor.execute(self._received, (*self._event_values, last_id, self._file_id))
+        if inserted == batch.count:
+            return []
         # Rows that were there before this batch hold the references it could not take.
-        taken: dict[str, str] = {}
-        references = list(pending)
-        for start in range(0, len(references), _LOOKUP_CHUNK):
-            chunk = references[start : start + _LOOKUP_CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            cursor.execute(
-                "SELECT reference, fingerprint FROM work_item "
-                f"WHERE sie_code = ? AND id <= ? AND reference IN ({marks})",
-                (sie, last_id, *chunk),
-            )
-            taken.update(cursor.fetchall())
-        return taken
+        cursor.execute(
+            "SELECT value ->> 0, value ->> 1, value ->> 8, work_item.fingerprint "
+            "FROM json_each(?) JOIN work_item "
+            "ON work_item.sie_code = ? AND work_item.reference = value ->> 1 "
+            "WHERE work_item.id <= ? ORDER BY value ->> 0",
+            (batch.new, self._sie_code, last_id),
+        )
+        return cursor.fetchall()
 
 
 class _PostgresWriter(_Writer):
@@ -605,28 +577,36 @@ class _PostgresWriter(_Writer):
                 "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_PG_INTAKE_LOCK, job.sie_code)
             )
 
-    def write(self, pending: dict[str, tuple[int, IntakeRow]]) -> dict[str, str]:
+    def write(self, batch: RowBatch) -> list[tuple[int, str, str, str]]:
         sie, file_id = self._sie_code, self._file_id
         at, author, as_of, flow_run_id, now = self._events
+        rows = batch.new
+        assert not isinstance(rows, str)
         with self._driver.cursor() as cursor:  # type: ignore[union-attr]
             cursor.execute(
                 "SELECT reference, fingerprint FROM work_item"
                 " WHERE sie_code = %s AND reference = ANY(%s)",
-                (sie, list(pending)),
+                (sie, [row[1] for row in rows]),
             )
-            taken = dict(cursor.fetchall())
-            new = [row for reference, (_line, row) in pending.items() if reference not in taken]
-            if not new:
-                return taken
+            stored = dict(cursor.fetchall())
+            if stored:
+                taken = [
+                    (row[0], row[1], row[8], stored[row[1]]) for row in rows if row[1] in stored
+                ]
+                rows = [row for row in rows if row[1] not in stored]
+                if not rows:
+                    return taken
+            else:
+                taken = []
             cursor.execute(
                 "SELECT nextval(pg_get_serial_sequence('work_item', 'id'))"
                 " FROM generate_series(1, %s)",
-                (len(new),),
+                (len(rows),),
             )
             ids = [item_id for (item_id,) in cursor.fetchall()]
             with cursor.copy(f"COPY work_item (id, {_WORK_ITEM_COLUMNS}) FROM STDIN") as copy:
-                for item_id, row in zip(ids, new, strict=True):
-                    copy.write_row((item_id, sie, *row, "received", file_id, at, now))
+                for item_id, row in zip(ids, rows, strict=True):
+                    copy.write_row((item_id, sie, *row[1:], "received", file_id, at, now))
             with cursor.copy(f"COPY item_event ({_RECEIVED_EVENT_COLUMNS}) FROM STDIN") as copy:
                 for item_id in ids:
                     copy.write_row(

@@ -6,7 +6,12 @@ import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from relais.errors import ConfigurationError
+
+#: Values of ``RELAIS_INTAKE_READER``.
+INTAKE_READERS = ("auto", "process", "inline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +22,9 @@ class Settings:
     database_url: str
     queue_root: Path
     timezone_name: str
+    #: How intake reads queue files: ``auto`` (large files in a reader process when a second
+    #: core is there), ``process`` (always in a reader process) or ``inline`` (never).
+    intake_reader: str = "auto"
 
     @property
     def timezone(self) -> ZoneInfo:
@@ -41,9 +49,23 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     database_url = env.get("RELAIS_DATABASE_URL") or f"sqlite:///{home / 'relais.db'}"
     queue_root = Path(env.get("RELAIS_QUEUE_ROOT") or home / "queues").expanduser()
     timezone_name = env.get("RELAIS_TIMEZONE") or "Europe/Paris"
-    ZoneInfo(timezone_name)  # fail early on a misspelt zone
+    try:
+        ZoneInfo(timezone_name)  # fail early on a misspelt zone
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(
+            f"RELAIS_TIMEZONE: no time zone named {timezone_name!r} (e.g. Europe/Paris)"
+        ) from None
+    intake_reader = (env.get("RELAIS_INTAKE_READER") or "auto").strip().lower()
+    if intake_reader not in INTAKE_READERS:
+        raise ConfigurationError(
+            f"RELAIS_INTAKE_READER: {intake_reader!r} is not one of {', '.join(INTAKE_READERS)}"
+        )
     return Settings(
-        home=home, database_url=database_url, queue_root=queue_root, timezone_name=timezone_name
+        home=home,
+        database_url=database_url,
+        queue_root=queue_root,
+        timezone_name=timezone_name,
+        intake_reader=intake_reader,
     )
 
 

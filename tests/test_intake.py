@@ -15,6 +15,7 @@ from models.types import UTCDateTime
 from relais.csvcells import safe_cell
 from relais.errors import NotFoundError
 from relais.intake import discover_queues, ingest_file, reporting_progress
+from relais.settings import reset_settings
 from tests.intake_data import (
     AS_OF,
     OTHER_SIE,
@@ -34,6 +35,14 @@ from tests.intake_data import (
 )
 
 PARIS = ZoneInfo("Europe/Paris")
+
+
+@pytest.fixture(autouse=True, params=["inline", "process"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every case twice: files read in this process, and by a reader process."""
+    monkeypatch.setenv("RELAIS_INTAKE_READER", request.param)
+    reset_settings()
+    return str(request.param)
 
 
 @pytest.fixture

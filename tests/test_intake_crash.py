@@ -149,15 +149,30 @@ def _assert_rerun_equals_clean_run(engine: Engine, root: Path, *, unfinished: bo
     assert run_intake(engine, root, sie=CRASHED)["files"] == []
 
 
-def _start_crashing_run(root: Path) -> subprocess.Popen[str]:
+def _start_crashing_run(root: Path, reader: str = "auto") -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", _CRASHING_RUN, CRASHED, str(root), AS_OF.isoformat(), str(BATCH)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=os.environ.copy(),
+        env={**os.environ, "RELAIS_INTAKE_READER": reader},
     )
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid``'s main thread started and that still run."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def _ended(pid: int) -> bool:
+    """Whether a process is gone (or a zombie that only waits to be reaped)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
 
 
 def _kill(process: subprocess.Popen[str]) -> bool:
@@ -173,17 +188,25 @@ def _kill(process: subprocess.Popen[str]) -> bool:
     return running
 
 
-def test_sigkill_while_rows_are_written(engine: Engine, root: Path) -> None:
+@pytest.mark.parametrize("reader", ["inline", "process"])
+def test_sigkill_while_rows_are_written(engine: Engine, root: Path, reader: str) -> None:
     batches_written = random.randint(1, ROWS // BATCH // 2)
     _drop_in_both_queues(root, "export.csv", _large_rows(ROWS))
-    process = _start_crashing_run(root)
+    process = _start_crashing_run(root, reader)
     assert process.stdout is not None
     seen = 0
     while seen < batches_written:
         line = process.stdout.readline()
         assert line.startswith("batch"), f"{line!r}; stderr: {process.stderr.read()}"  # type: ignore[union-attr]
         seen += 1
+    readers = _children(process.pid)
+    assert len(readers) == (1 if reader == "process" else 0)
     assert _kill(process), "the run ended before it could be killed"
+    # The reader process ends with the run it read for.
+    deadline = time.monotonic() + 10
+    while not all(_ended(pid) for pid in readers):
+        assert time.monotonic() < deadline, "the reader process outlived its run"
+        time.sleep(0.05)
     # Killed mid-transaction: nothing of the file is visible, the file waits in incoming/.
     assert items(engine, CRASHED) == []
     assert intake_file_rows(engine) == []

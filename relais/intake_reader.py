@@ -1,0 +1,276 @@
+"""Queue files read into batches of validated rows, here or in a reader process beside intake.
+
+Intake's time per row is about one third reading and validating (Python) and two thirds
+writing (the database). :func:`read_batches` does the first part; intake writes what it yields.
+For a large file the same generator runs in a *reader process* (:class:`ReaderProcess`), so
+that the next rows are read and validated on another core while the database writes the
+previous ones. Batches are the same either way, and so is everything written.
+
+Nothing here touches the database or Prefect: the reader process starts with this module and
+the domain's validation only.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from multiprocessing.connection import Connection, Pipe
+from pathlib import Path
+from typing import Final
+
+from relais.domain.intake import RowRejection, RowValidator
+from relais.queuefiles import RowReader
+
+#: Files at least this large are read in a reader process when the machine has a core to spare.
+READER_PROCESS_MIN_BYTES: Final = 256 * 1024
+#: Rows per batch when a reader process reads: small enough that the database starts writing
+#: a file's rows soon after the file is opened, large enough that statements per batch stay cheap.
+READER_PROCESS_BATCH: Final = 2_000
+#: The first batch of a file read by a reader process; the next ones grow by a third up to the
+#: batch size, so that the writer, slower per row, never waits for them.
+READER_PROCESS_FIRST_BATCH: Final = 250
+
+#: A new row: its line and the values of its ``work_item`` columns, dates as ISO text.
+NewRow = tuple[int, str, str, str, str, int | None, str | None, str | None, str]
+
+
+@dataclass(slots=True)
+class RowBatch:
+    """The rows of one batch of a file, validated, in file order.
+
+    ``new`` holds the first occurrence of each reference in the batch (:data:`NewRow`), or
+    its JSON text (an array of those arrays) when read for SQLite. ``repeats`` are the later
+    occurrences, as (line, reference, fingerprint, fingerprint of the first occurrence), and
+    ``rejections`` the refused rows, as (line, reference as given, reason).
+    """
+
+    new: list[NewRow] | str
+    count: int
+    repeats: list[tuple[int, str, str, str]] = field(default_factory=list)
+    rejections: list[tuple[int, str | None, str]] = field(default_factory=list)
+    bytes_read: int = 0
+
+
+def read_batches(
+    path: Path,
+    encoding: str,
+    as_of: date,
+    batch_size: int,
+    as_json: bool,
+    first_batch_size: int | None = None,
+) -> Iterator[RowBatch]:
+    """The file's rows in batches of ``batch_size`` rows read (the last one may be empty).
+
+    With ``first_batch_size``, batches start at that size and grow by a third each time.
+
+    Raises :class:`relais.queuefiles.UnreadableFileError` when the file turns out not to be
+    a queue file (its batches so far must then be thrown away).
+    """
+    validate = RowValidator(as_of)
+    firsts: dict[str, str] = {}  # reference -> fingerprint of its first occurrence
+    new: list[NewRow] = []
+    repeats: list[tuple[int, str, str, str]] = []
+    rejections: list[tuple[int, str | None, str]] = []
+    in_batch = 0
+    limit = min(batch_size, first_batch_size or batch_size)
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+    def batch(bytes_read: int) -> RowBatch:
+        done = RowBatch(
+            dumps(new) if as_json else list(new),
+            len(new),
+            list(repeats),
+            list(rejections),
+            bytes_read,
+        )
+        firsts.clear()
+        new.clear()
+        repeats.clear()
+        rejections.clear()
+        return done
+
+    with RowReader(path, encoding) as reader:
+        for line, cells, problem, reference in reader:
+            if cells is None:
+                rejections.append((line, reference, problem or "unreadable row"))
+            else:
+                row = validate(*cells)
+                if isinstance(row, RowRejection):
+                    rejections.append((line, row[0], row[1]))
+                else:
+                    first = firsts.get(row[0])
+                    if first is not None:
+                        repeats.append((line, row[0], row[7], first))
+                    else:
+                        firsts[row[0]] = row[7]
+                        legal = row[6]
+                        new.append(
+                            (
+                                line,
+                                row[0],
+                                row[1],
+                                row[2],
+                                row[3].isoformat(),
+                                row[4],
+                                row[5],
+                                None if legal is None else legal.isoformat(),
+                                row[7],
+                            )
+                        )
+            in_batch += 1
+            if in_batch >= limit:
+                yield batch(reader.bytes_read)
+                in_batch = 0
+                limit = min(batch_size, limit + (limit + 2) // 3)
+        yield batch(reader.bytes_read)
+
+
+# --- The reader process -----------------------------------------------------------------------
+
+
+class ReaderProcessError(RuntimeError):
+    """The reader process stopped or failed for a reason of its own (not the file's)."""
+
+
+def spare_core() -> bool:
+    """Whether this process may use more than one core."""
+    try:
+        return len(os.sched_getaffinity(0)) > 1
+    except AttributeError:  # not Linux
+        return (os.cpu_count() or 1) > 1
+
+
+class ReaderProcess:
+    """A child process running :func:`read_batches` for one file at a time.
+
+    It is sent :func:`read_batches`'s arguments and answers with the batches,
+    then ``end`` (or the exception the file raised). Sending blocks while the previous batch
+    is unread, so it reads at most one batch ahead of the writer and memory stays flat. A
+    file abandoned half-way (the writer failed) stops the process: the next file starts
+    another one.
+    """
+
+    def __init__(self) -> None:
+        ours, theirs = Pipe()
+        root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "relais.intake_reader", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        theirs.close()
+        self._connection: Connection = ours
+
+    def batches(
+        self,
+        path: Path,
+        encoding: str,
+        as_of: date,
+        batch_size: int,
+        as_json: bool,
+        first_batch_size: int | None = None,
+    ) -> Iterator[RowBatch]:
+        """What :func:`read_batches` yields for this file, read in the child."""
+        finished = False
+        try:
+            request = (str(path), encoding, as_of, batch_size, as_json, first_batch_size)
+            self._connection.send(request)
+            while True:
+                try:
+                    kind, payload = self._connection.recv()
+                except (EOFError, OSError) as error:
+                    raise ReaderProcessError("the queue file reader process stopped") from error
+                if kind == "batch":
+                    yield payload
+                elif kind == "end":
+                    finished = True
+                    return
+                else:
+                    finished = True
+                    raise payload
+        finally:
+            if not finished:
+                self.stop()
+
+    @property
+    def alive(self) -> bool:
+        return self._process.poll() is None and not self._connection.closed
+
+    def stop(self) -> None:
+        """End the child (at once if it is busy) and wait for it."""
+        with contextlib.suppress(OSError):
+            self._connection.close()
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+
+
+_idle: list[ReaderProcess] = []
+_idle_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def lend_reader_process() -> Iterator[ReaderProcess]:
+    """An idle reader process of this process, or a new one; kept for the next file after."""
+    with _idle_lock:
+        reader = _idle.pop() if _idle else None
+    if reader is None or not reader.alive:
+        reader = ReaderProcess()
+    try:
+        yield reader
+    finally:
+        if reader.alive:
+            with _idle_lock:
+                _idle.append(reader)
+
+
+@atexit.register
+def stop_reader_processes() -> None:
+    """Stop the idle reader processes (at exit, or when a test wants a clean slate)."""
+    with _idle_lock:
+        readers = list(_idle)
+        _idle.clear()
+    for reader in readers:
+        reader.stop()
+
+
+def _serve(connection: Connection) -> None:
+    """The child's loop: one file per request until the parent goes away."""
+    while True:
+        try:
+            path, *arguments = connection.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            for batch in read_batches(Path(path), *arguments):
+                connection.send(("batch", batch))
+            connection.send(("end", None))
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        except Exception as error:  # sent to the parent, which raises it in its own frame
+            try:
+                connection.send(("error", error))
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            except Exception:  # an exception that does not pickle
+                detail = traceback.format_exception_only(error)[-1].strip()
+                connection.send(("error", ReaderProcessError(detail)))
+
+
+if __name__ == "__main__":
+    # Run from the module under its own name, so batches pickle as relais.intake_reader's.
+    from relais.intake_reader import _serve as serve
+
+    serve(Connection(int(sys.argv[1])))

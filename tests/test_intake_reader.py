@@ -1,0 +1,159 @@
+"""Queue files read into batches here and by a reader process: same batches, same outcome."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from relais.intake import reporting_progress
+from relais.intake_reader import (
+    ReaderProcess,
+    ReaderProcessError,
+    RowBatch,
+    lend_reader_process,
+    read_batches,
+    stop_reader_processes,
+)
+from relais.queuefiles import UnreadableFileError, inspect_file
+from relais.settings import reset_settings
+from tests.intake_data import (
+    AS_OF,
+    OTHER_SIE,
+    SIE,
+    add_sies,
+    events,
+    incoming,
+    intake_files,
+    items,
+    row,
+    run_intake,
+    write_csv,
+)
+
+
+def _rows(count: int) -> list[dict[str, str]]:
+    rows = []
+    for number in range(count):
+        if number % 7 == 3:
+            rows.append(row(f"R{number}", process="unknown"))  # rejected
+        elif number % 11 == 5:
+            rows.append(row(f"R{number - 1}", amount="1,01"))  # conflicts with the row before
+        elif number % 13 == 6:
+            rows.append(row(f"R{number - 2}"))  # repeats an earlier row
+        else:
+            rows.append(row(f"R{number}", label=f"Dossier n° {number}"))
+    return rows
+
+
+def _file(folder: Path, count: int = 60, name: str = "export.csv") -> tuple[Path, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = write_csv(folder / name, _rows(count))
+    encoding = inspect_file(path).encoding
+    assert encoding is not None
+    return path, encoding
+
+
+@pytest.fixture
+def reader() -> Iterator[ReaderProcess]:
+    process = ReaderProcess()
+    yield process
+    process.stop()
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_reader_process_yields_the_batches_read_here(
+    tmp_path: Path, reader: ReaderProcess, as_json: bool
+) -> None:
+    path, encoding = _file(tmp_path)
+    here = list(read_batches(path, encoding, AS_OF, 8, as_json))
+    there = list(reader.batches(path, encoding, AS_OF, 8, as_json))
+    assert there == here
+    assert len(here) == 60 // 8 + 1
+    assert sum(batch.count for batch in here) > 0
+    assert any(batch.repeats for batch in here) and any(batch.rejections for batch in here)
+    assert all(isinstance(batch, RowBatch) for batch in there)
+    assert here[-1].bytes_read == path.stat().st_size
+
+
+def test_the_file_s_own_error_is_raised_here_and_the_reader_serves_on(
+    tmp_path: Path, reader: ReaderProcess
+) -> None:
+    broken = tmp_path / "broken.csv"
+    broken.write_text("reference;process\nR1;auvisir\n", encoding="utf-8")
+    with pytest.raises(UnreadableFileError, match="missing column"):
+        list(reader.batches(broken, "utf-8", AS_OF, 8, True))
+    assert reader.alive
+    path, encoding = _file(tmp_path)
+    assert list(reader.batches(path, encoding, AS_OF, 8, True)) == list(
+        read_batches(path, encoding, AS_OF, 8, True)
+    )
+
+
+def test_a_file_abandoned_half_way_stops_its_reader(tmp_path: Path, reader: ReaderProcess) -> None:
+    path, encoding = _file(tmp_path)
+    batches = reader.batches(path, encoding, AS_OF, 8, True)
+    next(batches)
+    batches.close()  # the writer gave up on the file
+    assert not reader.alive
+
+
+def test_a_reader_that_dies_is_an_error_of_its_own(tmp_path: Path, reader: ReaderProcess) -> None:
+    path, encoding = _file(tmp_path, count=400)
+    batches = reader.batches(path, encoding, AS_OF, 8, True)
+    next(batches)
+    os.kill(reader._process.pid, signal.SIGKILL)
+    with pytest.raises(ReaderProcessError, match="stopped"):
+        list(batches)
+    assert not reader.alive
+
+
+def test_lent_readers_are_kept_for_the_next_file_unless_they_stopped() -> None:
+    stop_reader_processes()
+    with lend_reader_process() as first:
+        pass
+    with lend_reader_process() as again:
+        assert again is first
+        again.stop()
+    with lend_reader_process() as other:
+        assert other is not first and other.alive
+    stop_reader_processes()
+    assert not other.alive
+
+
+def test_intake_after_its_reader_died_mid_file_leaves_nothing_and_a_rerun_is_clean(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_sies(engine)
+    root = tmp_path / "queues"
+    rows = _rows(3_000)
+    write_csv(incoming(root, SIE) / "export.csv", rows)
+    write_csv(incoming(root, OTHER_SIE) / "export.csv", rows)
+    monkeypatch.setenv("RELAIS_INTAKE_READER", "process")
+    reset_settings()
+    stop_reader_processes()
+
+    def kill_the_reader(_advanced: int) -> None:
+        for pid in Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split():
+            if b"relais.intake_reader" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(int(pid), signal.SIGKILL)
+
+    with reporting_progress(kill_the_reader), pytest.raises(ReaderProcessError):
+        run_intake(engine, root, sie=SIE, batch_size=100)
+    assert items(engine, SIE) == [] and intake_files(engine) == []
+    assert (incoming(root, SIE) / "export.csv").exists()
+
+    rerun = run_intake(engine, root, sie=SIE, batch_size=100)
+    clean = run_intake(engine, root, sie=OTHER_SIE, batch_size=100)
+    assert [{**f, "sie": None} for f in rerun["files"]] == [
+        {**f, "sie": None} for f in clean["files"]
+    ]
+    compared = ("reference", "process", "siren", "received_on", "amount_cents", "fingerprint")
+    assert [tuple(i[c] for c in compared) for i in items(engine, SIE)] == [
+        tuple(i[c] for c in compared) for i in items(engine, OTHER_SIE)
+    ]
+    assert len(events(engine)) == 2 * len(items(engine, SIE)) > 0
