@@ -205,8 +205,8 @@ def ingest_sie(
     """Ingest the files waiting in one SIE's queue, one at a time, in name order.
 
     ``reader_process``: read files in a reader process beside the writes (True), in this
-    process (False), or as ``RELAIS_INTAKE_READER`` says (None; by default, large files in a
-    reader process when a second core is there).
+    process (False), or as ``RELAIS_INTAKE_READER`` says (None; by default, on SQLite, large
+    files in a reader process when a second core is there).
     """
     outcomes = []
     for path in queue_files(root, sie_code):
@@ -379,7 +379,7 @@ class _FileJob:
             try:
                 writer = _writer_for(connection, self, file_id, now)
                 try:
-                    for batch in self._batches(encoding, as_json=writer.as_json):
+                    for batch in self._batches(encoding, writer):
                         self._write(connection, writer, batch, file_id)
                         self._advance(batch.bytes_read)
                 finally:
@@ -403,11 +403,16 @@ class _FileJob:
         )
         return _Recorded(file_id, outcome)
 
-    def _batches(self, encoding: str, as_json: bool) -> Iterator[RowBatch]:
+    def _batches(self, encoding: str, writer: _Writer) -> Iterator[RowBatch]:
         """The file's batches, read here or, for a large file, by a reader process."""
+        as_json = writer.as_json
         use_process = self.reader_process
         if use_process is None:
-            use_process = self.size >= READER_PROCESS_MIN_BYTES and spare_core()
+            use_process = (
+                writer.reader_process_helps
+                and self.size >= READER_PROCESS_MIN_BYTES
+                and spare_core()
+            )
         if use_process:
             size = min(self.batch_size, READER_PROCESS_BATCH)
             first = READER_PROCESS_FIRST_BATCH
@@ -475,6 +480,8 @@ class _Writer:
 
     #: Whether the writer takes a batch's new rows as JSON text.
     as_json: bool = False
+    #: Whether a reader process makes large files faster (see ``RELAIS_INTAKE_READER``).
+    reader_process_helps: bool = False
 
     def __init__(self, connection: Connection, job: _FileJob, file_id: int, now: datetime) -> None:
         self._connection = connection
@@ -507,6 +514,9 @@ class _SqliteWriter(_Writer):
     """
 
     as_json = True
+    # The writes take one core and reading about as long again: a reader process puts the
+    # second core to work (PostgreSQL's server already does, and a third process slowed it).
+    reader_process_helps = True
 
     def __init__(self, connection: Connection, job: _FileJob, file_id: int, now: datetime) -> None:
         super().__init__(connection, job, file_id, now)

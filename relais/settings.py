@@ -22,8 +22,8 @@ class Settings:
     database_url: str
     queue_root: Path
     timezone_name: str
-    #: How intake reads queue files: ``auto`` (large files in a reader process when a second
-    #: core is there), ``process`` (always in a reader process) or ``inline`` (never).
+    #: How intake reads queue files: ``auto`` (on SQLite, large files in a reader process when
+    #: a second core is there), ``process`` (always in a reader process) or ``inline`` (never).
     intake_reader: str = "auto"
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -124,6 +125,30 @@ def test_accepted_rows_are_stored_normalised_with_their_received_event(
     assert (root / SIE / "processed" / "export.csv").exists()
     assert list((root / SIE / "incoming").iterdir()) == []
     assert not (root / SIE / "rejected").exists()
+
+
+def test_text_values_are_stored_exactly_whatever_their_characters(
+    engine: Engine, root: Path
+) -> None:
+    # SQLite takes batches as JSON text: quotes, backslashes, newlines, separators and
+    # characters outside the BMP must come out as they went in.
+    labels = [
+        'Dit "urgent" – voir C:\\dossiers\\2026',
+        "Première ligne\nseconde ligne",
+        "Sépar\u2028ateur, \u00a0espace insécable, 🧾 reçu",
+        "Ligature \ufb01n, e\u0301 décomposé",
+    ]
+    references = ['R"1', "R\\2", "Réf-3 🧾", "R 4"]
+    write_csv(
+        incoming(root) / "export.csv",
+        [row(reference, label=label) for reference, label in zip(references, labels, strict=True)],
+    )
+    assert run_intake(engine, root)["accepted"] == 4
+    stored = {values["reference"]: values["label"] for values in items(engine)}
+    assert stored == {
+        reference: unicodedata.normalize("NFC", label)
+        for reference, label in zip(references, labels, strict=True)
+    }
 
 
 def test_stored_instants_compare_equal_to_values_bound_by_sqlalchemy(
