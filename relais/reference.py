@@ -143,9 +143,10 @@ def load_reference(
                 line for line, problem in zip(rendered, problems, strict=True) if problem.is_error
             ]
             if errors:
+                hint = [_BROKEN_CONVENTION_HINT] if any(p.is_error for p in broken) else []
                 raise ValidationError(
                     f"{document.source}: reference data not loaded ({len(errors)} problem(s))",
-                    problems=errors,
+                    problems=[*errors, *hint],
                 )
             result.warnings = [
                 line
@@ -218,6 +219,14 @@ def _changed(
     return {
         code for code, ref in after.items() if code in before and facts(before[code]) != facts(ref)
     }
+
+
+#: What to do when a load would break a convention in force or to come.
+_BROKEN_CONVENTION_HINT = (
+    "hint: a convention keeps the reference data it was applied with. To change it, end the "
+    "version (apply a new version with effective_to, exclusive, on the day of the change), "
+    "load the reference data on that day, then apply a new version starting that day"
+)
 
 
 def broken_conventions(

@@ -215,17 +215,26 @@ def with_conventions(engine: Engine, tmp_path: Path) -> Engine:
 
 
 def reload_refused(engine: Engine, path: Path) -> list[str]:
-    """Load ``path`` expecting a refusal; check nothing was written; return the problems."""
+    """Load ``path`` expecting a refusal; check nothing was written; return the problems.
+
+    A refusal that breaks a stored convention ends with the hint saying how to change it.
+    """
     with Session(engine) as session:
         before = list_reference(session)
     with pytest.raises(ValidationError) as caught:
         load_reference(path, engine=engine, today=date(2026, 6, 1))
+    *problems, last = caught.value.problems
+    if any("breaks convention" in problem for problem in problems):
+        assert last.startswith("hint: a convention keeps the reference data it was applied with")
+        assert "apply a new version with effective_to, exclusive, on the day of the change" in last
+    else:
+        problems.append(last)
     assert str(caught.value) == f"{path}: reference data not loaded " + (
-        f"({len(caught.value.problems)} problem(s))"
+        f"({len(problems)} problem(s))"
     )
     with Session(engine) as session:
         assert list_reference(session) == before
-    return caught.value.problems
+    return problems
 
 
 def test_moving_a_listed_sie_to_another_directorate_is_refused(

@@ -118,5 +118,8 @@ def test_a_reload_that_breaks_a_convention_exits_1_and_writes_nothing(
             "directorate DRFIP75 (line 2)"
             for line in range(4)
         ),
+        "hint: a convention keeps the reference data it was applied with. To change it, end the "
+        "version (apply a new version with effective_to, exclusive, on the day of the change), "
+        "load the reference data on that day, then apply a new version starting that day",
     ]
     assert runner.invoke(app, ["reference", "list", "--format", "json"]).stdout == before
