@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, insert, text
 
-from benchmarks.bench_pipeline import peak_memory_mb
+from benchmarks.bench_pipeline import machine_probe, peak_memory_mb
 from relais import db
 from relais.domain.intake import format_amount, luhn_valid, row_fingerprint
 from relais.domain.sla import legal_due_on
@@ -394,7 +394,10 @@ def run(
 ) -> None:
     """Generate the queues once, then measure raw and intake on ``backend``."""
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores,")
-    print(f"{date.today().isoformat()}; {rows:,} rows over {sies} SIE queues, backend {backend}")
+    print(
+        f"{date.today().isoformat()}; {rows:,} rows over {sies} SIE queues, backend {backend}; "
+        f"machine probe {machine_probe():.3f} s"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as workdir:
         work = Path(workdir)
         template = work / "queues-template"

@@ -512,6 +512,22 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def machine_probe() -> float:
+    """Seconds for a fixed pure-Python workload, best of three.
+
+    The machines these figures come from are shared: the same code ran 30–40 % slower on
+    some days. Printed beside the figures, this tells a slow machine from slower code.
+    """
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for number in range(2_000_000):
+            total += len(str(number))
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def peak_memory_mb() -> float:
     """Peak resident memory of this process since it started (VmHWM, reset by exec).
 
@@ -935,7 +951,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Relais pipeline benchmark — {platform.python_implementation()} "
         f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores, "
         f"{datetime.now(PARIS).date().isoformat()}; {data.items:,} items, "
-        f"{len(PAIRS) * SIES_PER_DIRECTORATE} SIEs, {len(PAIRS)} conventions",
+        f"{len(PAIRS) * SIES_PER_DIRECTORATE} SIEs, {len(PAIRS)} conventions; "
+        f"machine probe {machine_probe():.3f} s",
         flush=True,
     )
     report: dict[str, Any] = {"items": data.items, "as_of": data.as_of.isoformat(), "runs": {}}
