@@ -13,7 +13,7 @@ conflicting rows), then, each in a process of its own on a fresh database:
   the inserts and commits are timed;
 * ``intake``: ``relais.intake`` on the queue folders (discovery, hashing, decoding, parsing,
   validation, duplicate detection, ``work_item`` + ``received`` events + rejections, errors
-  files, moves), timed end to end, with the process's peak memory.
+  files, moves), timed end to end, with the peak memory of the process and its reader.
 
 ``--flow-sample N`` also measures the Prefect overhead: the flow ``intake-sie-queues`` on N
 rows over 10 SIEs against ``relais.intake`` called directly on the same files (a temporary
@@ -23,6 +23,7 @@ Prefect server is started first and not counted).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -293,6 +294,7 @@ def phase_intake(url: str, root: str, sies: int) -> dict[str, Any]:
         )
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
+    readers_mb = _children_peak_memory_mb()
     summary = summarise(outcomes, discovery.unknown)
     with engine.connect() as connection:
         items = connection.execute(text("SELECT count(*) FROM work_item")).scalar_one()
@@ -308,7 +310,23 @@ def phase_intake(url: str, root: str, sies: int) -> dict[str, Any]:
         "work_items": items,
         "events": events,
         "peak_rss_mb": peak_memory_mb(),
+        "reader_peak_rss_mb": readers_mb,
     }
+
+
+def _children_peak_memory_mb() -> float:
+    """Peak resident memory of the reader processes this process started (VmHWM, summed)."""
+    total = 0.0
+    pid = os.getpid()
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if not children.exists():
+        return total
+    for child in children.read_text().split():
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{child}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+    return total
 
 
 def phase_flow(url: str, root: str, direct_url: str, direct_root: str) -> dict[str, Any]:
@@ -460,7 +478,7 @@ def _report(backend: str, rows: int, raw: dict[str, Any], intake: dict[str, Any]
     print(
         f"{'intake (validation, events, files)':<34}{intake['seconds']:8.2f} s  "
         f"{rate:>9,.0f} rows/s  (cpu here {intake['cpu']:.2f} s; "
-        f"peak {intake['peak_rss_mb']:.0f} MB)"
+        f"peak {intake['peak_rss_mb']:.0f} MB + reader {intake['reader_peak_rss_mb']:.0f} MB)"
     )
     print(
         f"{'':<34}{intake['files']} files: {intake['accepted']:,} accepted, "
@@ -468,7 +486,7 @@ def _report(backend: str, rows: int, raw: dict[str, Any], intake: dict[str, Any]
         f"{intake['events']:,} events"
     )
     # The rate and the ratio are targets on SQLite; PostgreSQL is measured too.
-    checks = {"< 300 MB": intake["peak_rss_mb"] < 300}
+    checks = {"< 300 MB": intake["peak_rss_mb"] + intake["reader_peak_rss_mb"] < 300}
     if backend == "sqlite":
         checks = {">= 100,000 rows/s": rate >= 100_000, "<= 2.5 x raw": ratio <= 2.5, **checks}
     verdict = ", ".join(f"{name} {'ok' if passed else 'MISSED'}" for name, passed in checks.items())
@@ -517,7 +535,8 @@ def stage_intake(context: Any) -> dict[str, Any]:
         "intake CPU seconds": intake["cpu"],
         "intake rows/s": rows / intake["seconds"],
         "intake / raw": intake["seconds"] / raw["seconds"],
-        "intake peak memory MB": intake["peak_rss_mb"],
+        "intake peak memory MB": intake["peak_rss_mb"] + intake["reader_peak_rss_mb"],
+        "of which the reader process MB": intake["reader_peak_rss_mb"],
         "accepted": intake["accepted"],
         "duplicates": intake["duplicates"],
         "rejected": intake["rejected"],
