@@ -6,17 +6,20 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
 from relais.intake import reporting_progress
 from relais.intake_reader import (
+    READER_PROCESS_MIN_BYTES,
     ReaderProcess,
     ReaderProcessError,
     RowBatch,
     lend_reader_process,
     read_batches,
+    spare_core,
     stop_reader_processes,
 )
 from relais.queuefiles import UnreadableFileError, inspect_file
@@ -157,3 +160,27 @@ def test_intake_after_its_reader_died_mid_file_leaves_nothing_and_a_rerun_is_cle
         tuple(i[c] for c in compared) for i in items(engine, OTHER_SIE)
     ]
     assert len(events(engine)) == 2 * len(items(engine, SIE)) > 0
+
+
+def test_auto_uses_a_reader_process_for_large_files_on_sqlite_only(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_sies(engine)
+    root = tmp_path / "queues"
+    write_csv(incoming(root, SIE) / "small.csv", _rows(50))
+    large = write_csv(incoming(root, OTHER_SIE) / "large.csv", _rows(6_000))
+    assert large.stat().st_size >= READER_PROCESS_MIN_BYTES
+    monkeypatch.setenv("RELAIS_INTAKE_READER", "auto")
+    reset_settings()
+    read_there: list[str] = []
+    batches = ReaderProcess.batches
+
+    def recording(self: ReaderProcess, path: Path, *arguments: Any) -> Iterator[RowBatch]:
+        read_there.append(path.name)
+        return batches(self, path, *arguments)
+
+    monkeypatch.setattr(ReaderProcess, "batches", recording)
+    summary = run_intake(engine, root)
+    assert [f["file"] for f in summary["files"]] == ["small.csv", "large.csv"]
+    sqlite_with_cores = engine.dialect.name == "sqlite" and spare_core()
+    assert read_there == (["large.csv"] if sqlite_with_cores else [])
