@@ -360,6 +360,10 @@ def phase_flow(url: str, root: str, direct_url: str, direct_root: str) -> dict[s
 
 
 def _run_phase(*arguments: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    # Each phase starts once the previous one's writes are on disk: otherwise the kernel
+    # writes back half a gigabyte of the last database while the phase runs, and its
+    # commits wait behind that.
+    os.sync()
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_intake", "--phase", *arguments],
         cwd=ROOT,

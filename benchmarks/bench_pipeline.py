@@ -774,7 +774,12 @@ WORKERS: dict[str, Callable[..., dict[str, Any]]] = {
 
 
 def run_worker(name: str, **arguments: Any) -> dict[str, Any]:
-    """Run a worker in a fresh interpreter and return what it printed (JSON)."""
+    """Run a worker in a fresh interpreter and return what it printed (JSON).
+
+    It starts once earlier writes are on disk, so that it does not share the disk with the
+    kernel writing back the database generated or changed just before.
+    """
+    os.sync()
     command = [
         sys.executable,
         "-m",
