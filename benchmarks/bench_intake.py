@@ -23,7 +23,6 @@ Prefect server is started first and not counted).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -316,17 +315,11 @@ def phase_intake(url: str, root: str, sies: int) -> dict[str, Any]:
 
 def _children_peak_memory_mb() -> float:
     """Peak resident memory of the reader processes this process started (VmHWM, summed)."""
-    total = 0.0
     pid = os.getpid()
     children = Path(f"/proc/{pid}/task/{pid}/children")
     if not children.exists():
-        return total
-    for child in children.read_text().split():
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{child}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1]) / 1024
-    return total
+        return 0.0
+    return sum(peak_memory_mb(int(child)) for child in children.read_text().split())
 
 
 def phase_flow(url: str, root: str, direct_url: str, direct_root: str) -> dict[str, Any]:

@@ -528,15 +528,18 @@ def machine_probe() -> float:
     return best
 
 
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process since it started (VmHWM, reset by exec).
+def peak_memory_mb(pid: int | str = "self") -> float:
+    """Peak resident memory of a process (this one by default) since it started (VmHWM).
 
     ``ru_maxrss`` would not do: Linux carries it over from the forking parent across exec.
+    It is only the fallback for this process, where ``/proc`` is missing; 0 for another.
     """
     with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
+    if pid != "self":
+        return 0.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -62,7 +62,6 @@ ERRORS_HEADER: Final = ("line", "reference", "reason")
 
 # Folders intake creates: never writable by everyone, whatever the umask says.
 _FOLDER_MODE: Final = 0o775
-# Cells a spreadsheet would take for a formula (CSV injection).
 # Class of the PostgreSQL advisory locks that serialise the intake of one SIE ("RQ").
 _PG_INTAKE_LOCK: Final = 0x5251
 
@@ -244,14 +243,10 @@ def ingest_file(
     ``received`` events (at 00:00 local time), written with ``author`` as their author.
     Returns None when the file vanished meanwhile (another intake run took it).
     """
-    if timezone is None or reader_process is None:
+    if timezone is None:
         from relais.settings import get_settings
 
-        settings = get_settings()
-        if timezone is None:
-            timezone = settings.timezone
-        if reader_process is None and settings.intake_reader != "auto":
-            reader_process = settings.intake_reader == "process"
+        timezone = get_settings().timezone
     try:
         inspection = inspect_file(path)
     except FileNotFoundError:
@@ -408,8 +403,12 @@ class _FileJob:
         as_json = writer.as_json
         use_process = self.reader_process
         if use_process is None:
-            use_process = (
-                writer.reader_process_helps
+            from relais.settings import get_settings
+
+            mode = get_settings().intake_reader
+            use_process = mode == "process" or (
+                mode == "auto"
+                and writer.reader_process_helps
                 and self.size >= READER_PROCESS_MIN_BYTES
                 and spare_core()
             )

@@ -83,21 +83,6 @@ def read_batches(
     in_batch = 0
     limit = min(batch_size, first_batch_size or batch_size)
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-    def batch(bytes_read: int) -> RowBatch:
-        done = RowBatch(
-            dumps(new) if as_json else list(new),
-            len(new),
-            list(repeats),
-            list(rejections),
-            bytes_read,
-        )
-        firsts.clear()
-        new.clear()
-        repeats.clear()
-        rejections.clear()
-        return done
-
     with RowReader(path, encoding) as reader:
         for line, cells, problem, reference in reader:
             if cells is None:
@@ -128,10 +113,13 @@ def read_batches(
                         )
             in_batch += 1
             if in_batch >= limit:
-                yield batch(reader.bytes_read)
+                rows = dumps(new) if as_json else new
+                yield RowBatch(rows, len(new), repeats, rejections, reader.bytes_read)
+                firsts, new, repeats, rejections = {}, [], [], []
                 in_batch = 0
                 limit = min(batch_size, limit + (limit + 2) // 3)
-        yield batch(reader.bytes_read)
+        rows = dumps(new) if as_json else new
+        yield RowBatch(rows, len(new), repeats, rejections, reader.bytes_read)
 
 
 # --- The reader process -----------------------------------------------------------------------

@@ -159,3 +159,30 @@ def errors_rows(path: Path) -> list[list[str]]:
     lines = raw[3:].decode("utf-8").splitlines()
     assert lines[0] == "line;reference;reason"
     return list(csv.reader(lines[1:], delimiter=";"))
+
+
+def _numbered_row(number: int) -> dict[str, str]:
+    return row(
+        f"R{number:06d}",
+        process="tva_refund",
+        amount=f"{number},{number % 100:02d}",
+        received_on=f"{1 + number % 28:02d}/10/2026",
+        label=f"Dossier n° {number}",
+    )
+
+
+def mixed_rows(count: int) -> list[dict[str, str]]:
+    """``count`` rows of a busy day: mostly accepted, a rejected row, a conflict and a
+    repeat about every thousand rows (the first of each within the first ten rows)."""
+    rows = []
+    for number in range(count):
+        if number % 997 == 5:
+            rows.append(row(f"R{number:06d}", process="unknown"))  # rejected
+        elif number % 1009 == 7:
+            # Conflicts with the row before.
+            rows.append({**_numbered_row(number - 1), "amount": "1"})
+        elif number % 1013 == 9:
+            rows.append(_numbered_row(number - 2))  # repeats an earlier row: duplicate
+        else:
+            rows.append(_numbered_row(number))
+    return rows

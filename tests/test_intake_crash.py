@@ -22,7 +22,16 @@ import pytest
 from sqlalchemy import Engine
 
 import relais.intake
-from tests.intake_data import AS_OF, OTHER_SIE, SIE, events, incoming, items, row, run_intake
+from tests.intake_data import (
+    AS_OF,
+    OTHER_SIE,
+    SIE,
+    events,
+    incoming,
+    items,
+    mixed_rows,
+    run_intake,
+)
 from tests.intake_data import intake_files as intake_file_rows
 from tests.intake_data import write_csv as write_rows
 
@@ -74,30 +83,6 @@ def root(engine: Engine, tmp_path: Path) -> Path:
 
     add_sies(engine)
     return tmp_path / "queues"
-
-
-def _row(number: int) -> dict[str, str]:
-    return row(
-        f"R{number:06d}",
-        process="tva_refund",
-        amount=f"{number},{number % 100:02d}",
-        received_on=f"{1 + number % 28:02d}/10/2026",
-        label=f"Dossier n° {number}",
-    )
-
-
-def _large_rows(count: int) -> list[dict[str, str]]:
-    rows = []
-    for number in range(count):
-        if number % 997 == 5:
-            rows.append(row(f"R{number:06d}", process="unknown"))  # rejected
-        elif number % 1009 == 7:
-            rows.append({**_row(number - 1), "amount": "1"})  # conflicts with the row before
-        elif number % 1013 == 9:
-            rows.append(_row(number - 2))  # repeats an earlier row: duplicate
-        else:
-            rows.append(_row(number))
-    return rows
 
 
 def _drop_in_both_queues(root: Path, name: str, rows: list[dict[str, str]]) -> None:
@@ -191,7 +176,7 @@ def _kill(process: subprocess.Popen[str]) -> bool:
 @pytest.mark.parametrize("reader", ["inline", "process"])
 def test_sigkill_while_rows_are_written(engine: Engine, root: Path, reader: str) -> None:
     batches_written = random.randint(1, ROWS // BATCH // 2)
-    _drop_in_both_queues(root, "export.csv", _large_rows(ROWS))
+    _drop_in_both_queues(root, "export.csv", mixed_rows(ROWS))
     process = _start_crashing_run(root, reader)
     assert process.stdout is not None
     seen = 0
@@ -215,7 +200,7 @@ def test_sigkill_while_rows_are_written(engine: Engine, root: Path, reader: str)
 
 
 def test_sigkill_after_a_random_delay(engine: Engine, root: Path) -> None:
-    _drop_in_both_queues(root, "export.csv", _large_rows(ROWS))
+    _drop_in_both_queues(root, "export.csv", mixed_rows(ROWS))
     delay = random.uniform(0.3, 2.0)
     process = _start_crashing_run(root)
     time.sleep(delay)
@@ -230,7 +215,7 @@ def test_sigkill_after_a_random_delay(engine: Engine, root: Path) -> None:
 def test_crash_between_commit_and_move(
     engine: Engine, root: Path, monkeypatch: pytest.MonkeyPatch, crash_point: str
 ) -> None:
-    _drop_in_both_queues(root, "export.csv", _large_rows(3_000))
+    _drop_in_both_queues(root, "export.csv", mixed_rows(3_000))
 
     class Crash(Exception):
         pass

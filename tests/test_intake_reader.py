@@ -33,29 +33,15 @@ from tests.intake_data import (
     incoming,
     intake_files,
     items,
-    row,
+    mixed_rows,
     run_intake,
     write_csv,
 )
 
 
-def _rows(count: int) -> list[dict[str, str]]:
-    rows = []
-    for number in range(count):
-        if number % 7 == 3:
-            rows.append(row(f"R{number}", process="unknown"))  # rejected
-        elif number % 11 == 5:
-            rows.append(row(f"R{number - 1}", amount="1,01"))  # conflicts with the row before
-        elif number % 13 == 6:
-            rows.append(row(f"R{number - 2}"))  # repeats an earlier row
-        else:
-            rows.append(row(f"R{number}", label=f"Dossier n° {number}"))
-    return rows
-
-
 def _file(folder: Path, count: int = 60, name: str = "export.csv") -> tuple[Path, str]:
     folder.mkdir(parents=True, exist_ok=True)
-    path = write_csv(folder / name, _rows(count))
+    path = write_csv(folder / name, mixed_rows(count))
     encoding = inspect_file(path).encoding
     assert encoding is not None
     return path, encoding
@@ -133,7 +119,7 @@ def test_intake_after_its_reader_died_mid_file_leaves_nothing_and_a_rerun_is_cle
 ) -> None:
     add_sies(engine)
     root = tmp_path / "queues"
-    rows = _rows(3_000)
+    rows = mixed_rows(3_000)
     write_csv(incoming(root, SIE) / "export.csv", rows)
     write_csv(incoming(root, OTHER_SIE) / "export.csv", rows)
     monkeypatch.setenv("RELAIS_INTAKE_READER", "process")
@@ -167,8 +153,8 @@ def test_auto_uses_a_reader_process_for_large_files_on_sqlite_only(
 ) -> None:
     add_sies(engine)
     root = tmp_path / "queues"
-    write_csv(incoming(root, SIE) / "small.csv", _rows(50))
-    large = write_csv(incoming(root, OTHER_SIE) / "large.csv", _rows(6_000))
+    write_csv(incoming(root, SIE) / "small.csv", mixed_rows(50))
+    large = write_csv(incoming(root, OTHER_SIE) / "large.csv", mixed_rows(6_000))
     assert large.stat().st_size >= READER_PROCESS_MIN_BYTES
     monkeypatch.setenv("RELAIS_INTAKE_READER", "auto")
     reset_settings()

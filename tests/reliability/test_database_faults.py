@@ -84,6 +84,18 @@ class BackendTerminator(AtStatement):
             connection.commit()
 
 
+def _clean_run_then_prepared(
+    operation: str, engine: Engine, tmp_path: Path, name: str
+) -> tuple[Any, Path, Any, Any]:
+    """The clean run's outcome, then a fresh work folder prepared for the faulty run, with
+    the database and queue folders as they are before it."""
+    clean = clean_run(operation, engine, tmp_path)
+    workdir = tmp_path / name
+    workdir.mkdir()
+    scenarios.prepare(operation, engine, workdir)
+    return clean, workdir, database_fingerprint(engine), queue_tree(workdir)
+
+
 def _with_application_name(url: str, name: str) -> str:
     separator = "&" if "?" in url else "?"
     return f"{url}{separator}application_name={name}"
@@ -97,12 +109,9 @@ def _with_application_name(url: str, name: str) -> str:
 def test_terminated_connections_fail_cleanly_and_a_retry_recovers(
     postgres_schema_url: str, engine: Engine, tmp_path: Path, operation: str, seed: int
 ) -> None:
-    clean = clean_run(operation, engine, tmp_path)
-    workdir = tmp_path / "faulty"
-    workdir.mkdir()
-    scenarios.prepare(operation, engine, workdir)
-    before = database_fingerprint(engine)
-    files_before = queue_tree(workdir)
+    clean, workdir, before, files_before = _clean_run_then_prepared(
+        operation, engine, tmp_path, "faulty"
+    )
 
     name = f"relais-fault-{uuid.uuid4().hex[:12]}"
     faulty = db.make_engine(_with_application_name(postgres_schema_url, name))
@@ -193,12 +202,9 @@ def test_a_server_restarted_mid_run_fails_the_run_cleanly_and_a_retry_recovers(
     """PostgreSQL itself stopped and started again in the middle of a run (not only the
     run's connections): the run fails with a transient error, routing has written nothing
     and intake only whole files, and a retry ends in the clean run's state."""
-    clean = clean_run(operation, engine, tmp_path)
-    workdir = tmp_path / "restarted"
-    workdir.mkdir()
-    scenarios.prepare(operation, engine, workdir)
-    before = database_fingerprint(engine)
-    files_before = queue_tree(workdir)
+    clean, workdir, before, files_before = _clean_run_then_prepared(
+        operation, engine, tmp_path, "restarted"
+    )
     faulty = db.make_engine(postgres_schema_url)
     # Inside the work: intake's first file is being written, routing has planned.
     at = {"intake": 4, "routing": 12}[operation]
