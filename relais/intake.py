@@ -502,7 +502,7 @@ def _writer_for(connection: Connection, job: _FileJob, file_id: int, now: dateti
 
 
 # The columns of a new row in a batch's JSON array (see relais.intake_reader.NewRow).
-_JSON_ROW: Final = ", ".join(f"value ->> {index}" for index in range(1, 9))
+_JSON_ROW: Final = ", ".join(f"json_extract(value, '$[{index}]')" for index in range(1, 9))
 
 
 class _SqliteWriter(_Writer):

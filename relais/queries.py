@@ -31,6 +31,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     null,
+    or_,
     select,
     true,
     union_all,
@@ -345,8 +346,17 @@ def _breached_or_missed(as_of: date) -> Condition:
     )
 
 
-def _legal_breached(as_of: date) -> Condition:
-    return lambda c: and_(c["state"].in_(OPEN_STATES), c["legal_due_on"] < as_of)
+def legal_breached(as_of: date) -> Condition:
+    """Open items past their legal deadline on ``as_of``.
+
+    Two branches, one per index: held items through ``ix_work_item_state_legal``, whose
+    condition (``state <> 'received'``) is repeated for SQLite to see it applies, and items
+    waiting for routing through ``ix_work_item_received`` (that index leaves them out).
+    """
+    return lambda c: or_(
+        and_(c["state"] != "received", c["state"].in_(HELD_STATES), c["legal_due_on"] < as_of),
+        and_(c["state"] == "received", c["legal_due_on"] < as_of),
+    )
 
 
 # --- calendars ------------------------------------------------------------------------------
@@ -459,7 +469,7 @@ def sla_breaches(
     )
     ensure_calendar_covers(connection, as_of)
     if legal:
-        snap = snapshot(connection, as_of, scope, _legal_breached(as_of))
+        snap = snapshot(connection, as_of, scope, legal_breached(as_of))
         office: ColumnElement[Any] = func.coalesce(snap.c.assignee, snap.c.sie_code)
         deadline = snap.c.legal_due_on
     else:
@@ -619,7 +629,7 @@ def count_breaches(session: Session | Connection, *, as_of: date) -> dict[str, i
     connection = _connection(session)
     scope = Scope()
     counts = {}
-    for kind, condition in (("sla", _open_breached(as_of)), ("legal", _legal_breached(as_of))):
+    for kind, condition in (("sla", _open_breached(as_of)), ("legal", legal_breached(as_of))):
         snap = snapshot(connection, as_of, scope, condition)
         counts[kind] = connection.execute(select(func.count()).select_from(snap)).scalar_one()
     return counts

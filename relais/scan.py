@@ -35,7 +35,7 @@ from sqlmodel import Session
 
 from models.tables import SlaBreach, WorkItem
 from models.types import UTCDateTime
-from relais.queries import Scope, count_breaches, sla_breaches, snapshot
+from relais.queries import Scope, count_breaches, legal_breached, sla_breaches, snapshot
 
 _breaches = SlaBreach.__table__  # type: ignore[attr-defined]
 _items = WorkItem.__table__  # type: ignore[attr-defined]
@@ -159,10 +159,7 @@ def record_new_breaches(
         ),
         (
             LEGAL,
-            lambda c: (
-                (c["state"].in_(("received", "assigned", "in_progress", "suspended")))
-                & (c["legal_due_on"] < as_of)
-            ),
+            legal_breached(as_of),
             "legal_due_on",
         ),
     )
