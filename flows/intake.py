@@ -69,8 +69,9 @@ def intake_sie_queues(as_of: date | None = None, sie: str | None = None) -> dict
     queue_root = str(get_settings().queue_root)
     queues = discover_sie_queues(queue_root, sie)
     outcomes: list[FileOutcome] = []
-    for sie_code in queues["known"]:
-        for entry in ingest_sie_queue(sie_code, queue_root, day, author):
+    known = queues["known"]
+    for sie_code, next_sie in zip(known, [*known[1:], None], strict=True):
+        for entry in ingest_sie_queue(sie_code, queue_root, day, author, next_sie):
             outcomes.append(FileOutcome(**entry))
     summary = summarise(outcomes, queues["unknown"])
     for sie_code, counts in per_sie_counts(summary["files"]).items():

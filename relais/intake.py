@@ -200,15 +200,22 @@ def ingest_sie(
     timezone: tzinfo | None = None,
     batch_size: int = BATCH_SIZE,
     reader_process: bool | None = None,
+    next_sie: str | None = None,
 ) -> list[FileOutcome]:
     """Ingest the files waiting in one SIE's queue, one at a time, in name order.
 
     ``reader_process``: read files in a reader process beside the writes (True), in this
     process (False), or as ``RELAIS_INTAKE_READER`` says (None; by default, on SQLite, large
-    files in a reader process when a second core is there).
+    files in a reader process when a second core is there). ``next_sie``: the SIE whose
+    queue is taken next, whose first file a reader process may read ahead.
     """
     outcomes = []
-    for path in queue_files(root, sie_code):
+    paths = queue_files(root, sie_code)
+    for index, path in enumerate(paths):
+        if index + 1 < len(paths):
+            read_ahead: Path | None = paths[index + 1]
+        else:
+            read_ahead = next(iter(queue_files(root, next_sie)), None) if next_sie else None
         outcome = ingest_file(
             engine,
             sie_code=sie_code,
@@ -219,6 +226,7 @@ def ingest_sie(
             timezone=timezone,
             batch_size=batch_size,
             reader_process=reader_process,
+            read_ahead=read_ahead,
         )
         if outcome is not None:
             outcomes.append(outcome)
@@ -236,8 +244,11 @@ def ingest_file(
     timezone: tzinfo | None = None,
     batch_size: int = BATCH_SIZE,
     reader_process: bool | None = None,
+    read_ahead: Path | None = None,
 ) -> FileOutcome | None:
     """Ingest one queue file of ``sie_code`` and move it out of ``incoming/``.
+
+    ``read_ahead``: the file taken after this one, for a reader process to read on to.
 
     ``as_of`` is the day of intake: the latest allowed ``received_on`` and the date of the
     ``received`` events (at 00:00 local time), written with ``author`` as their author.
@@ -264,6 +275,7 @@ def ingest_file(
             batch_size=batch_size,
             size=inspection.size,
             reader_process=reader_process,
+            read_ahead=read_ahead,
         )
         problem = inspection.problem
         try:
@@ -335,6 +347,8 @@ class _FileJob:
     batch_size: int
     size: int = 0
     reader_process: bool | None = None
+    #: The file intake takes next, for a reader process to read ahead.
+    read_ahead: Path | None = None
     progress_reported: int = 0
     counts: _Counts = field(default_factory=_Counts)
 
@@ -401,24 +415,43 @@ class _FileJob:
     def _batches(self, encoding: str, writer: _Writer) -> Iterator[RowBatch]:
         """The file's batches, read here or, for a large file, by a reader process."""
         as_json = writer.as_json
-        use_process = self.reader_process
-        if use_process is None:
-            from relais.settings import get_settings
-
-            mode = get_settings().intake_reader
-            use_process = mode == "process" or (
-                mode == "auto"
-                and writer.reader_process_helps
-                and self.size >= READER_PROCESS_MIN_BYTES
-                and spare_core()
-            )
-        if use_process:
+        if self._in_reader_process(self.size, writer):
             size = min(self.batch_size, READER_PROCESS_BATCH)
             first = READER_PROCESS_FIRST_BATCH
+            then = self.read_ahead
+            if then is not None:
+                try:
+                    if not self._in_reader_process(then.stat().st_size, writer):
+                        then = None
+                except OSError:
+                    then = None
             with lend_reader_process() as reader:
-                yield from reader.batches(self.path, encoding, self.as_of, size, as_json, first)
+                yield from reader.batches(
+                    self.path,
+                    encoding,
+                    self.as_of,
+                    size,
+                    as_json,
+                    first,
+                    sha256=self.sha256,
+                    then=then,
+                )
         else:
             yield from read_batches(self.path, encoding, self.as_of, self.batch_size, as_json)
+
+    def _in_reader_process(self, size: int, writer: _Writer) -> bool:
+        """Whether a file of ``size`` bytes is read by a reader process."""
+        if self.reader_process is not None:
+            return self.reader_process
+        from relais.settings import get_settings
+
+        mode = get_settings().intake_reader
+        return mode == "process" or (
+            mode == "auto"
+            and writer.reader_process_helps
+            and size >= READER_PROCESS_MIN_BYTES
+            and spare_core()
+        )
 
     def _write(
         self, connection: Connection, writer: _Writer, batch: RowBatch, file_id: int

@@ -20,15 +20,15 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import date
 from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from relais.domain.intake import RowRejection, RowValidator
-from relais.queuefiles import RowReader
+from relais.queuefiles import RowReader, inspect_file
 
 #: Files at least this large are read in a reader process when the machine has a core to spare.
 READER_PROCESS_MIN_BYTES: Final = 256 * 1024
@@ -67,7 +67,7 @@ def read_batches(
     batch_size: int,
     as_json: bool,
     first_batch_size: int | None = None,
-) -> Iterator[RowBatch]:
+) -> Generator[RowBatch, None, None]:
     """The file's rows in batches of ``batch_size`` rows read (the last one may be empty).
 
     With ``first_batch_size``, batches start at that size and grow by a third each time.
@@ -137,14 +137,46 @@ def spare_core() -> bool:
         return (os.cpu_count() or 1) > 1
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What a reader process is asked to read: a file and :func:`read_batches`'s arguments."""
+
+    path: str
+    encoding: str
+    as_of: date
+    batch_size: int
+    as_json: bool
+    first_batch_size: int | None
+
+    def ahead_key(self) -> tuple[object, ...]:
+        """What a read-ahead must share with the request that takes it (not the encoding)."""
+        return (self.path, self.as_of, self.batch_size, self.as_json, self.first_batch_size)
+
+    def batches(self) -> Generator[RowBatch, None, None]:
+        return read_batches(
+            Path(self.path),
+            self.encoding,
+            self.as_of,
+            self.batch_size,
+            self.as_json,
+            self.first_batch_size,
+        )
+
+
 class ReaderProcess:
     """A child process running :func:`read_batches` for one file at a time.
 
-    It is sent :func:`read_batches`'s arguments and answers with the batches,
-    then ``end`` (or the exception the file raised). Sending blocks while the previous batch
-    is unread, so it reads at most one batch ahead of the writer and memory stays flat. A
+    It is sent :func:`read_batches`'s arguments and answers with a header, the batches, then
+    ``end`` (or the exception the file raised). Sending blocks while earlier batches are
+    unread, so it reads at most a batch or two ahead of the writer and memory stays flat. A
     file abandoned half-way (the writer failed) stops the process: the next file starts
     another one.
+
+    *Reading ahead*: a request may name the file that comes next (``then``). Once done with
+    the requested file, the child hashes that one, settles its encoding and reads on, while
+    the writer commits and finishes the file before. When the writer asks for it with the
+    same hash and encoding, it takes the batches already read; otherwise the read-ahead is
+    cancelled and the file read as asked.
     """
 
     def __init__(self) -> None:
@@ -160,6 +192,9 @@ class ReaderProcess:
         )
         theirs.close()
         self._connection: Connection = ours
+        # The read-ahead the child was told to make, as (path, other arguments): its hash
+        # and encoding are the child's to find.
+        self._ahead: tuple[object, ...] | None = None
 
     def batches(
         self,
@@ -169,17 +204,37 @@ class ReaderProcess:
         batch_size: int,
         as_json: bool,
         first_batch_size: int | None = None,
+        *,
+        sha256: str | None = None,
+        then: Path | None = None,
     ) -> Iterator[RowBatch]:
-        """What :func:`read_batches` yields for this file, read in the child."""
+        """What :func:`read_batches` yields for this file, read in the child.
+
+        ``sha256``: the file's hash as the caller found it (a read-ahead of the file is used
+        only if the child found the same). ``then``: the file to read ahead once this one is
+        read, with the same arguments.
+        """
+        request = _Request(str(path), encoding, as_of, batch_size, as_json, first_batch_size)
+        following = None if then is None else str(then)
         finished = False
         try:
-            request = (str(path), encoding, as_of, batch_size, as_json, first_batch_size)
-            self._connection.send(request)
+            ahead, self._ahead = self._ahead, None
+            taken = False
+            if ahead is not None:
+                found = self._header()
+                if found == (sha256, encoding) and ahead == request.ahead_key():
+                    self._connection.send(("adopt", following))
+                    taken = True
+                else:
+                    self._connection.send(("cancel", None))
+                    self._drain()
+            if not taken:
+                self._connection.send(("read", request, following))
+                self._header()
+            if following is not None:
+                self._ahead = replace(request, path=following).ahead_key()
             while True:
-                try:
-                    kind, payload = self._connection.recv()
-                except (EOFError, OSError) as error:
-                    raise ReaderProcessError("the queue file reader process stopped") from error
+                kind, payload = self._receive()
                 if kind == "batch":
                     yield payload
                 elif kind == "end":
@@ -192,12 +247,32 @@ class ReaderProcess:
             if not finished:
                 self.stop()
 
+    def _receive(self) -> tuple[str, Any]:
+        try:
+            message: tuple[str, Any] = self._connection.recv()
+        except (EOFError, OSError) as error:
+            raise ReaderProcessError("the queue file reader process stopped") from error
+        return message
+
+    def _header(self) -> Any:
+        """The header of the next file's stream: what a read-ahead found, or None."""
+        kind, payload = self._receive()
+        if kind != "file":
+            raise ReaderProcessError(f"the queue file reader process sent {kind!r}")
+        return payload
+
+    def _drain(self) -> None:
+        """Read and drop the rest of a cancelled read-ahead."""
+        while self._receive()[0] not in ("end", "error"):
+            pass
+
     @property
     def alive(self) -> bool:
         return self._process.poll() is None and not self._connection.closed
 
     def stop(self) -> None:
         """End the child (at once if it is busy) and wait for it."""
+        self._ahead = None
         with contextlib.suppress(OSError):
             self._connection.close()
         if self._process.poll() is None:
@@ -235,26 +310,90 @@ def stop_reader_processes() -> None:
 
 
 def _serve(connection: Connection) -> None:
-    """The child's loop: one file per request until the parent goes away."""
+    """The child's loop: one file per request, and the read-ahead, until the parent goes away.
+
+    A file's stream: ``("file", (sha256, encoding))`` for a read-ahead (None if it cannot be
+    read; ``("file", None)`` for a requested file), ``batch`` messages, then ``end`` or
+    ``error``. During or after a read-ahead the parent ``adopt``s it (naming the file after
+    it) or ``cancel``s it.
+    """
+    job: tuple[_Request, str | None, bool] | None = None  # request, file after it, ahead
+    message: tuple[Any, ...]
     while True:
-        try:
-            path, *arguments = connection.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            for batch in read_batches(Path(path), *arguments):
-                connection.send(("batch", batch))
-            connection.send(("end", None))
-        except (BrokenPipeError, ConnectionResetError):
-            return
-        except Exception as error:  # sent to the parent, which raises it in its own frame
+        if job is None:
             try:
-                connection.send(("error", error))
-            except (BrokenPipeError, ConnectionResetError):
+                message = connection.recv()
+            except (EOFError, OSError):
                 return
-            except Exception:  # an exception that does not pickle
-                detail = traceback.format_exception_only(error)[-1].strip()
-                connection.send(("error", ReaderProcessError(detail)))
+            if message[0] != "read":
+                continue  # adopting or cancelling a read-ahead that could not be made
+            job = (message[1], message[2], False)
+        request, then, ahead = job
+        job = None
+        try:
+            if not ahead:
+                connection.send(("file", None))
+                _stream(connection, request, listen=False)
+            else:
+                word = _stream(connection, request, listen=True)
+                if word is None:  # read to the end before the parent said a word
+                    word = connection.recv()
+                if word[0] == "read":
+                    job = (word[1], word[2], False)
+                    continue
+                if word[0] != "adopt":
+                    continue
+                then = word[1]
+            if then is not None:
+                job = _read_ahead(connection, request, then)
+        except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+            return
+
+
+def _read_ahead(
+    connection: Connection, previous: _Request, path: str
+) -> tuple[_Request, str | None, bool] | None:
+    """Announce the read-ahead of ``path``; its job, or None if it cannot be read."""
+    try:
+        inspection = inspect_file(Path(path))
+    except OSError:
+        inspection = None
+    if inspection is None or inspection.encoding is None:
+        connection.send(("file", None))
+        connection.send(("end", None))
+        return None
+    connection.send(("file", (inspection.sha256, inspection.encoding)))
+    return (replace(previous, path=path, encoding=inspection.encoding), None, True)
+
+
+def _stream(connection: Connection, request: _Request, listen: bool) -> tuple[Any, ...] | None:
+    """Send a file's batches, then ``end`` or the file's error.
+
+    ``listen`` (a read-ahead): between batches, take the parent's word; a ``cancel`` ends the
+    stream at once. Returns the word taken, if any.
+    """
+    word: tuple[Any, ...] | None = None
+    batches = request.batches()
+    try:
+        for batch in batches:
+            connection.send(("batch", batch))
+            if listen and word is None and connection.poll():
+                word = connection.recv()
+                if word[0] != "adopt":
+                    break
+        batches.close()
+        connection.send(("end", None))
+    except (BrokenPipeError, ConnectionResetError):
+        raise
+    except Exception as error:  # sent to the parent, which raises it in its own frame
+        try:
+            connection.send(("error", error))
+        except (BrokenPipeError, ConnectionResetError):
+            raise
+        except Exception:  # an exception that does not pickle
+            detail = traceback.format_exception_only(error)[-1].strip()
+            connection.send(("error", ReaderProcessError(detail)))
+    return word
 
 
 if __name__ == "__main__":

@@ -36,12 +36,13 @@ def discover_sie_queues(queue_root: str, sie: str | None = None) -> dict[str, li
     cache_policy=NO_CACHE,
 )
 def ingest_sie_queue(
-    sie_code: str, queue_root: str, as_of: date, author: str
+    sie_code: str, queue_root: str, as_of: date, author: str, next_sie: str | None = None
 ) -> list[dict[str, Any]]:
     """Ingest the files of one SIE's queue, one at a time in name order (a transaction each).
 
     A retry after a transient database error starts again from the files still in
     ``incoming/``: those already committed are only finished (errors file, move).
+    ``next_sie``: the queue taken after this one (its first file may be read ahead).
     """
     outcomes = ingest_sie(
         get_engine(),
@@ -50,5 +51,6 @@ def ingest_sie_queue(
         as_of=as_of,
         author=author,
         flow_run_id=None if author == "cli" else author,
+        next_sie=next_sie,
     )
     return [{**outcome.as_json(), "unreadable": outcome.unreadable} for outcome in outcomes]

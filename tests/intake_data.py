@@ -114,9 +114,16 @@ def run_intake(
     discovery = discover_queues(engine, root, sie)
     outcomes: list[FileOutcome] = []
     options: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
-    for code in discovery.known:
+    known = discovery.known
+    for code, next_code in zip(known, [*known[1:], None], strict=True):
         outcomes += ingest_sie(
-            engine, sie_code=code, root=root, as_of=as_of, author=author, **options
+            engine,
+            sie_code=code,
+            root=root,
+            as_of=as_of,
+            author=author,
+            next_sie=next_code,
+            **options,
         )
     return summarise(outcomes, discovery.unknown)
 

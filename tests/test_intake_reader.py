@@ -101,6 +101,77 @@ def test_a_reader_that_dies_is_an_error_of_its_own(tmp_path: Path, reader: Reade
     assert not reader.alive
 
 
+def _read_here(path: Path, size: int = 8) -> list[RowBatch]:
+    encoding = inspect_file(path).encoding
+    assert encoding is not None
+    return list(read_batches(path, encoding, AS_OF, size, True))
+
+
+def _read_there(reader: ReaderProcess, path: Path, then: Path | None = None) -> list[RowBatch]:
+    inspection = inspect_file(path)
+    assert inspection.encoding is not None
+    batches = reader.batches(
+        path, inspection.encoding, AS_OF, 8, True, sha256=inspection.sha256, then=then
+    )
+    return list(batches)
+
+
+@pytest.mark.parametrize("count", [90, 3_000])  # read to the end before it is asked for, or not
+def test_the_file_named_next_is_read_ahead_and_taken_as_read(
+    tmp_path: Path, reader: ReaderProcess, count: int
+) -> None:
+    first, _ = _file(tmp_path, name="a.csv")
+    second, _ = _file(tmp_path, count=count, name="b.csv")
+    assert _read_there(reader, first, then=second) == _read_here(first)
+    # Nobody asked for b.csv yet: the reader process is already sending it.
+    assert reader._connection.poll(10)
+    assert _read_there(reader, second) == _read_here(second)
+    assert reader.alive
+
+
+@pytest.mark.parametrize("count", [20, 3_000])
+def test_a_read_ahead_not_asked_for_is_dropped(
+    tmp_path: Path, reader: ReaderProcess, count: int
+) -> None:
+    first, _ = _file(tmp_path, name="a.csv")
+    skipped, _ = _file(tmp_path, count=count, name="b.csv")  # already recorded, say
+    other, _ = _file(tmp_path, count=70, name="c.csv")
+    _read_there(reader, first, then=skipped)
+    assert reader._connection.poll(10)
+    assert _read_there(reader, other, then=skipped) == _read_here(other)
+    assert _read_there(reader, skipped) == _read_here(skipped)
+    assert reader.alive
+
+
+def test_a_file_changed_after_its_read_ahead_is_read_again(
+    tmp_path: Path, reader: ReaderProcess
+) -> None:
+    first, _ = _file(tmp_path, name="a.csv")
+    second, _ = _file(tmp_path, count=40, name="b.csv")
+    _read_there(reader, first, then=second)
+    assert reader._connection.poll(10)
+    write_csv(second, mixed_rows(50)[10:])
+    assert _read_there(reader, second) == _read_here(second)
+
+
+def test_a_read_ahead_of_a_file_gone_or_unreadable_is_skipped(
+    tmp_path: Path, reader: ReaderProcess
+) -> None:
+    first, _ = _file(tmp_path, name="a.csv")
+    binary = tmp_path / "b.csv"
+    binary.write_bytes(b"reference;process\x00\n")
+    later, _ = _file(tmp_path, count=30, name="c.csv")
+    _read_there(reader, first, then=tmp_path / "gone.csv")
+    _read_there(reader, later, then=binary)
+    assert _read_there(reader, first) == _read_here(first)
+    broken = tmp_path / "broken.csv"
+    broken.write_text("reference;process\nR1;auvisir\n", encoding="utf-8")
+    _read_there(reader, later, then=broken)  # read ahead, and its error kept for the taker
+    with pytest.raises(UnreadableFileError, match="missing column"):
+        _read_there(reader, broken)
+    assert reader.alive
+
+
 def test_lent_readers_are_kept_for_the_next_file_unless_they_stopped() -> None:
     stop_reader_processes()
     with lend_reader_process() as first:
@@ -161,9 +232,11 @@ def test_auto_uses_a_reader_process_for_large_files_on_sqlite_only(
     read_there: list[str] = []
     batches = ReaderProcess.batches
 
-    def recording(self: ReaderProcess, path: Path, *arguments: Any) -> Iterator[RowBatch]:
+    def recording(
+        self: ReaderProcess, path: Path, *arguments: Any, **options: Any
+    ) -> Iterator[RowBatch]:
         read_there.append(path.name)
-        return batches(self, path, *arguments)
+        return batches(self, path, *arguments, **options)
 
     monkeypatch.setattr(ReaderProcess, "batches", recording)
     summary = run_intake(engine, root)
