@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -243,3 +244,26 @@ def test_auto_uses_a_reader_process_for_large_files_on_sqlite_only(
     assert [f["file"] for f in summary["files"]] == ["small.csv", "large.csv"]
     sqlite_with_cores = engine.dialect.name == "sqlite" and spare_core()
     assert read_there == (["large.csv"] if sqlite_with_cores else [])
+
+
+def test_batch_json_is_what_json_dumps_writes_of_the_rows(tmp_path: Path) -> None:
+    rows = mixed_rows(200)
+    for number, row in enumerate(rows[:40]):
+        # Free text with what JSON escapes: quotes, backslashes, line breaks, tabs, accents.
+        row["reference"] = f'R"{number}\\é'
+        row["label"] = f'Libellé "{number}"\\ sur\ndeux lignes\tet œ €'
+    path = write_csv(tmp_path / "export.csv", rows)
+    encoding = inspect_file(path).encoding
+    assert encoding is not None
+    as_text = list(read_batches(path, encoding, AS_OF, 16, True))
+    as_rows = list(read_batches(path, encoding, AS_OF, 16, False))
+    assert sum(batch.count for batch in as_rows) >= 150
+    escaped = "".join(str(batch.new) for batch in as_text)
+    assert '\\"' in escaped and "\\n" in escaped and "\\\\" in escaped and "é" in escaped
+    for text, plain in zip(as_text, as_rows, strict=True):
+        assert text.new == json.dumps(plain.new, ensure_ascii=False, separators=(",", ":"))
+        assert (text.count, text.repeats, text.rejections) == (
+            plain.count,
+            plain.repeats,
+            plain.rejections,
+        )
