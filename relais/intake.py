@@ -535,6 +535,7 @@ def _writer_for(connection: Connection, job: _FileJob, file_id: int, now: dateti
 
 
 # The columns of a new row in a batch's JSON array (see relais.intake_reader.NewRow).
+# json_extract(value, '$[n]') takes two thirds of the time of value ->> n on SQLite 3.40.
 _JSON_ROW: Final = ", ".join(f"json_extract(value, '$[{index}]')" for index in range(1, 9))
 
 
@@ -591,10 +592,11 @@ class _SqliteWriter(_Writer):
             return []
         # Rows that were there before this batch hold the references it could not take.
         cursor.execute(
-            "SELECT value ->> 0, value ->> 1, value ->> 8, work_item.fingerprint "
-            "FROM json_each(?) JOIN work_item "
-            "ON work_item.sie_code = ? AND work_item.reference = value ->> 1 "
-            "WHERE work_item.id <= ? ORDER BY value ->> 0",
+            "SELECT json_extract(value, '$[0]') AS line, json_extract(value, '$[1]'), "
+            "json_extract(value, '$[8]'), work_item.fingerprint "
+            "FROM json_each(?) JOIN work_item ON work_item.sie_code = ? "
+            "AND work_item.reference = json_extract(value, '$[1]') "
+            "WHERE work_item.id <= ? ORDER BY line",
             (batch.new, self._sie_code, last_id),
         )
         return cursor.fetchall()
