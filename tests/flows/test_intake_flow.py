@@ -12,7 +12,19 @@ from typer.testing import CliRunner
 
 from relais.cli.main import app
 from relais.settings import reset_settings
-from tests.intake_data import SIE, SIREN, add_sies, events, incoming, items, row, write_csv
+from tests.intake_data import (
+    AS_OF,
+    OTHER_SIE,
+    SIE,
+    SIREN,
+    add_sies,
+    events,
+    incoming,
+    items,
+    mixed_rows,
+    row,
+    write_csv,
+)
 
 AMOUNT = "98\u202f765,43\u00a0€"
 LABEL = "Boulangerie Secrète SARL"
@@ -93,3 +105,32 @@ def test_intake_flow_ingests_and_publishes_counts_only(
     published = "\n".join([markdown, *messages, *(r.getMessage() for r in caplog.records)])
     for secret in (SIREN, "98765", "98\u202f765", "98 765", "9876543", "Boulangerie", "Secrète"):
         assert secret not in published, secret
+
+
+@pytest.mark.flow
+def test_intake_flow_with_no_queue_then_with_two_sie_queues(
+    prefect_harness: None,
+    sqlite_engine: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flows.intake import intake_sie_queues
+
+    add_sies(sqlite_engine)
+    root = tmp_path / "queues"
+    root.mkdir()
+    monkeypatch.setenv("RELAIS_QUEUE_ROOT", str(root))
+    # A reader process, which reads the second SIE's file ahead while the first one commits.
+    monkeypatch.setenv("RELAIS_INTAKE_READER", "process")
+    reset_settings()
+    nothing = intake_sie_queues(as_of=AS_OF)
+    assert (nothing["files"], nothing["accepted"], nothing["unknown_sies"]) == ([], 0, [])
+
+    write_csv(incoming(root) / "a.csv", mixed_rows(300))
+    write_csv(incoming(root, OTHER_SIE) / "b.csv", mixed_rows(200))
+    summary = intake_sie_queues(as_of=AS_OF)
+    assert sorted((entry["sie"], entry["file"]) for entry in summary["files"]) == sorted(
+        [(SIE, "a.csv"), (OTHER_SIE, "b.csv")]
+    )
+    stored = len(items(sqlite_engine, SIE)) + len(items(sqlite_engine, OTHER_SIE))
+    assert summary["accepted"] == stored > 450
