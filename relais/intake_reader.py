@@ -170,8 +170,12 @@ class _Request:
     first_batch_size: int | None
 
     def ahead_key(self) -> tuple[object, ...]:
-        """What a read-ahead must share with the request that takes it (not the encoding)."""
-        return (self.path, self.as_of, self.batch_size, self.as_json, self.first_batch_size)
+        """What a read-ahead must share with the request that takes it.
+
+        Not the encoding (the reader process settles it) nor the first batch's size: a file
+        read ahead is ready when taken, and starts with full batches.
+        """
+        return (self.path, self.as_of, self.batch_size, self.as_json)
 
     def batches(self) -> Generator[RowBatch, None, None]:
         return read_batches(
@@ -384,7 +388,8 @@ def _read_ahead(
         connection.send(("end", None))
         return None
     connection.send(("file", (inspection.sha256, inspection.encoding)))
-    return (replace(previous, path=path, encoding=inspection.encoding), None, True)
+    request = replace(previous, path=path, encoding=inspection.encoding, first_batch_size=None)
+    return (request, None, True)
 
 
 def _stream(connection: Connection, request: _Request, listen: bool) -> tuple[Any, ...] | None:
