@@ -161,7 +161,9 @@ def test_relais_serve_serves_the_three_deployments_until_sigterm(
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
         deployed: dict[str, dict[str, object]] = {}
-        while len(deployed) < 3:
+        # Registered is not yet served: the runner marks a deployment READY when it polls
+        # for its runs, and only then does SIGTERM reach the runner's own graceful stop.
+        while len(deployed) < 3 or any(d.get("status") != "READY" for d in deployed.values()):
             if serve.poll() is not None:
                 pytest.fail("relais serve exited:\n" + (tmp_path / "serve.log").read_text())
             if time.monotonic() > deadline:
