@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from hashlib import sha256
@@ -36,6 +37,9 @@ _CHUNK: Final = 1 << 20
 _COLUMN_SET: Final = frozenset(COLUMNS)
 _UTF8_BOM: Final = codecs.BOM_UTF8
 _UTF16_BOMS: Final = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+#: The five bytes Windows-1252 leaves undefined: any other byte string decodes (a search is
+#: ten times faster than decoding the file a second time).
+_CP1252_UNDEFINED: Final = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 # Excel-style CSV allows huge quoted fields; a label is at most a few kilobytes, but a broken
 # quote can swallow the rest of a file: keep the limit generous yet bounded.
 _FIELD_LIMIT: Final = 1 << 20
@@ -100,7 +104,7 @@ def inspect_file(path: Path) -> FileInspection:
     """
     digest = sha256()
     utf8: codecs.IncrementalDecoder | None = codecs.getincrementaldecoder("utf-8")()
-    cp1252: codecs.IncrementalDecoder | None = codecs.getincrementaldecoder("cp1252")()
+    cp1252 = True  # no byte Windows-1252 leaves undefined so far
     size = 0
     has_bom = False
     problem: str | None = None
@@ -122,12 +126,9 @@ def inspect_file(path: Path) -> FileInspection:
                     utf8.decode(chunk)
                 except UnicodeDecodeError:
                     utf8 = None
-            if cp1252 is not None:
-                try:
-                    cp1252.decode(chunk)
-                except UnicodeDecodeError:
-                    cp1252 = None
-            if utf8 is None and cp1252 is None:
+            if cp1252 and _CP1252_UNDEFINED.search(chunk) is not None:
+                cp1252 = False
+            if utf8 is None and not cp1252:
                 problem = "neither UTF-8 nor Windows-1252 text"
     if problem is None and utf8 is not None:
         try:
@@ -138,7 +139,7 @@ def inspect_file(path: Path) -> FileInspection:
     if problem is None:
         if utf8 is not None:
             encoding = "utf-8-sig" if has_bom else "utf-8"
-        elif cp1252 is not None and not has_bom:
+        elif cp1252 and not has_bom:
             encoding = "cp1252"
         else:
             problem = "neither UTF-8 nor Windows-1252 text"

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from relais.queuefiles import (
     RowReader,
@@ -251,3 +253,32 @@ def test_excel_separator_line_names_the_delimiter(tmp_path: Path) -> None:
     assert _rows(path) == [
         (3, ("R1", "auvisir", SIREN, "2026-11-02", None, None, "a;b"), None, None)
     ]
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.binary(max_size=40)
+        | st.text(max_size=20).map(lambda text: text.encode("utf-8"))
+        | st.sampled_from([b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d", b"\xc3\x81", b"\xe9"]),
+        max_size=8,
+    )
+)
+def test_the_encoding_found_is_the_first_of_utf8_and_cp1252_that_decodes(
+    tmp_path: Path, parts: list[bytes]
+) -> None:
+    data = b"reference;process;siren;received_on\n" + b"".join(parts).replace(b"\x00", b"")
+    path = tmp_path / "export.csv"
+    path.write_bytes(data)
+
+    def decodes(encoding: str) -> bool:
+        try:
+            data.decode(encoding)
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    expected = "utf-8" if decodes("utf-8") else "cp1252" if decodes("cp1252") else None
+    assert inspect_file(path).encoding == expected
