@@ -425,16 +425,13 @@ class _FileJob:
                         then = None
                 except OSError:
                     then = None
-            with lend_reader_process() as reader:
+            with lend_reader_process(self.path) as reader:
+                if then is not None:
+                    # Another reader process reads the next file meanwhile.
+                    with lend_reader_process(then) as other:
+                        other.read_ahead(then, self.as_of, size, as_json)
                 yield from reader.batches(
-                    self.path,
-                    encoding,
-                    self.as_of,
-                    size,
-                    as_json,
-                    first,
-                    sha256=self.sha256,
-                    then=then,
+                    self.path, encoding, self.as_of, size, as_json, first, sha256=self.sha256
                 )
         else:
             yield from read_batches(self.path, encoding, self.as_of, self.batch_size, as_json)

@@ -1,10 +1,11 @@
 """Queue files read into batches of validated rows, here or in a reader process beside intake.
 
-Intake's time per row is about one third reading and validating (Python) and two thirds
-writing (the database). :func:`read_batches` does the first part; intake writes what it yields.
-For a large file the same generator runs in a *reader process* (:class:`ReaderProcess`), so
-that the next rows are read and validated on another core while the database writes the
-previous ones. Batches are the same either way, and so is everything written.
+Intake's time per row is about half reading and validating (Python) and half writing (the
+database). :func:`read_batches` does the first part; intake writes what it yields. For a
+large file the same generator runs in a *reader process* (:class:`ReaderProcess`), so that
+rows are read and validated on another core while the database writes the ones before, and
+a second reader process reads the next file meanwhile. Batches are the same either way, and
+so is everything written.
 
 Nothing here touches the database or Prefect: the reader process starts with this module and
 the domain's validation only.
@@ -15,21 +16,31 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import socket
+import struct
 import subprocess
 import sys
 import threading
 import traceback
+from collections import deque
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
 from json.encoder import encode_basestring as _quote  # as json.dumps quotes text
 from multiprocessing.connection import Connection, Pipe
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any, Final
 
 from relais.domain.intake import IntakeRow, RowRejection, RowValidator
 from relais.queuefiles import RowReader, inspect_file
 
+#: Bytes of batches a reader process may hold while intake is busy writing: a whole
+#: ordinary queue file read ahead, or the start of a large one.
+READER_PROCESS_BUFFER: Final = 16 * 1024 * 1024
+#: Reader processes yield their core to the writing one (three processes share two cores
+#: while one reader sends a file and the other reads the next).
+READER_PROCESS_NICENESS: Final = 5
 #: Files at least this large are read in a reader process when the machine has a core to spare.
 READER_PROCESS_MIN_BYTES: Final = 256 * 1024
 #: Rows per batch when a reader process reads: small enough that the database starts writing
@@ -197,9 +208,10 @@ class ReaderProcess:
     file abandoned half-way (the writer failed) stops the process: the next file starts
     another one.
 
-    *Reading ahead*: a request may name the file that comes next (``then``). Once done with
-    the requested file, the child hashes that one, settles its encoding and reads on, while
-    the writer commits and finishes the file before. When the writer asks for it with the
+    *Reading ahead*: :meth:`read_ahead` has the child hash a file, settle its encoding and
+    read it at once (intake asks a second reader process to do so for the next file while
+    the first sends the current one); a request may also name the file that comes next
+    (``then``), read once the requested one is. When the writer asks for that file with the
     same hash and encoding, it takes the batches already read; otherwise the read-ahead is
     cancelled and the file read as asked.
     """
@@ -272,6 +284,27 @@ class ReaderProcess:
             if not finished:
                 self.stop()
 
+    def read_ahead(
+        self,
+        path: Path,
+        as_of: date,
+        batch_size: int,
+        as_json: bool,
+    ) -> None:
+        """Start reading ``path`` now, for a later :meth:`batches` of it (with its hash)."""
+        request = _Request(str(path), "", as_of, batch_size, as_json, None)
+        if self._ahead is not None:  # one read-ahead at a time: drop the one not taken
+            self._header()
+            self._connection.send(("cancel", None))
+            self._drain()
+        self._connection.send(("ahead", request, str(path)))
+        self._ahead = request.ahead_key()
+
+    @property
+    def reading_ahead(self) -> str | None:
+        """The file this process reads ahead, if any."""
+        return None if self._ahead is None else str(self._ahead[0])
+
     def _receive(self) -> tuple[str, Any]:
         try:
             message: tuple[str, Any] = self._connection.recv()
@@ -310,10 +343,20 @@ _idle_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def lend_reader_process() -> Iterator[ReaderProcess]:
-    """An idle reader process of this process, or a new one; kept for the next file after."""
+def lend_reader_process(path: Path | None = None) -> Iterator[ReaderProcess]:
+    """An idle reader process of this process, or a new one; kept for the next file after.
+
+    The one reading ``path`` ahead if there is one, else preferably one reading nothing ahead.
+    """
+    wanted = None if path is None else str(path)
     with _idle_lock:
-        reader = _idle.pop() if _idle else None
+        ranked = sorted(
+            _idle,
+            key=lambda idle: (idle.reading_ahead != wanted, idle.reading_ahead is not None),
+        )
+        reader = ranked[0] if ranked else None
+        if reader is not None:
+            _idle.remove(reader)
     if reader is None or not reader.alive:
         reader = ReaderProcess()
     try:
@@ -334,22 +377,86 @@ def stop_reader_processes() -> None:
         reader.stop()
 
 
+class _Outbox:
+    """The child's end of the pipe, with room for a few megabytes of batches.
+
+    A read-ahead goes on while the parent is busy with the file before: messages wait here
+    (framed as ``Connection.send`` frames them, so the parent reads them with ``recv``), and
+    sending blocks only past ``limit`` bytes, or before waiting for the parent.
+    """
+
+    def __init__(self, connection: Connection, limit: int = READER_PROCESS_BUFFER) -> None:
+        self._connection = connection
+        # The same socket, written without blocking (the pipe is a Unix socket pair).
+        self._socket = socket.socket(fileno=os.dup(connection.fileno()))
+        self._waiting: deque[memoryview] = deque()
+        self._size = 0
+        self._limit = limit
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        payload = ForkingPickler.dumps(message)
+        if len(payload) > 0x7FFFFFFF:  # Connection's other frame; never a batch of rows
+            self.flush()
+            self._connection.send(message)
+            return
+        self._waiting.append(memoryview(struct.pack("!i", len(payload)) + payload))
+        self._size += len(payload) + 4
+        self._write(block=False)
+        if self._size > self._limit:
+            self._write(block=True, down_to=self._limit)
+
+    def flush(self) -> None:
+        """Send everything waiting (before waiting for the parent)."""
+        self._write(block=True, down_to=0)
+
+    def poll(self) -> bool:
+        return self._connection.poll()
+
+    def recv(self) -> tuple[Any, ...]:
+        self.flush()
+        message: tuple[Any, ...] = self._connection.recv()
+        return message
+
+    def _write(self, block: bool, down_to: int = 0) -> None:
+        while self._waiting and (not block or self._size > down_to):
+            view = self._waiting[0]
+            try:
+                sent = self._socket.send(view, 0 if block else socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            self._size -= sent
+            if sent < len(view):
+                self._waiting[0] = view[sent:]
+            else:
+                self._waiting.popleft()
+
+
 def _serve(connection: Connection) -> None:
     """The child's loop: one file per request, and the read-ahead, until the parent goes away.
 
     A file's stream: ``("file", (sha256, encoding))`` for a read-ahead (None if it cannot be
     read; ``("file", None)`` for a requested file), ``batch`` messages, then ``end`` or
     ``error``. During or after a read-ahead the parent ``adopt``s it (naming the file after
-    it) or ``cancel``s it.
+    it) or ``cancel``s it. ``ahead`` asks for a read-ahead at once (another reader process
+    is busy with the file before).
     """
+    with contextlib.suppress(OSError):
+        os.nice(READER_PROCESS_NICENESS)
+    outbox = _Outbox(connection)
     job: tuple[_Request, str | None, bool] | None = None  # request, file after it, ahead
     message: tuple[Any, ...]
     while True:
         if job is None:
             try:
-                message = connection.recv()
+                message = outbox.recv()
             except (EOFError, OSError):
                 return
+            if message[0] == "ahead":
+                try:
+                    job = _read_ahead(outbox, message[1], message[2])
+                except (BrokenPipeError, ConnectionResetError, OSError):
+                    return
+                continue
             if message[0] != "read":
                 continue  # adopting or cancelling a read-ahead that could not be made
             job = (message[1], message[2], False)
@@ -357,12 +464,12 @@ def _serve(connection: Connection) -> None:
         job = None
         try:
             if not ahead:
-                connection.send(("file", None))
-                _stream(connection, request, listen=False)
+                outbox.send(("file", None))
+                _stream(outbox, request, listen=False)
             else:
-                word = _stream(connection, request, listen=True)
+                word = _stream(outbox, request, listen=True)
                 if word is None:  # read to the end before the parent said a word
-                    word = connection.recv()
+                    word = outbox.recv()
                 if word[0] == "read":
                     job = (word[1], word[2], False)
                     continue
@@ -370,13 +477,13 @@ def _serve(connection: Connection) -> None:
                     continue
                 then = word[1]
             if then is not None:
-                job = _read_ahead(connection, request, then)
+                job = _read_ahead(outbox, request, then)
         except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
             return
 
 
 def _read_ahead(
-    connection: Connection, previous: _Request, path: str
+    outbox: _Outbox, previous: _Request, path: str
 ) -> tuple[_Request, str | None, bool] | None:
     """Announce the read-ahead of ``path``; its job, or None if it cannot be read."""
     try:
@@ -384,15 +491,15 @@ def _read_ahead(
     except OSError:
         inspection = None
     if inspection is None or inspection.encoding is None:
-        connection.send(("file", None))
-        connection.send(("end", None))
+        outbox.send(("file", None))
+        outbox.send(("end", None))
         return None
-    connection.send(("file", (inspection.sha256, inspection.encoding)))
+    outbox.send(("file", (inspection.sha256, inspection.encoding)))
     request = replace(previous, path=path, encoding=inspection.encoding, first_batch_size=None)
     return (request, None, True)
 
 
-def _stream(connection: Connection, request: _Request, listen: bool) -> tuple[Any, ...] | None:
+def _stream(outbox: _Outbox, request: _Request, listen: bool) -> tuple[Any, ...] | None:
     """Send a file's batches, then ``end`` or the file's error.
 
     ``listen`` (a read-ahead): between batches, take the parent's word; a ``cancel`` ends the
@@ -402,23 +509,23 @@ def _stream(connection: Connection, request: _Request, listen: bool) -> tuple[An
     batches = request.batches()
     try:
         for batch in batches:
-            connection.send(("batch", batch))
-            if listen and word is None and connection.poll():
-                word = connection.recv()
+            outbox.send(("batch", batch))
+            if listen and word is None and outbox.poll():
+                word = outbox.recv()
                 if word[0] != "adopt":
                     break
         batches.close()
-        connection.send(("end", None))
+        outbox.send(("end", None))
     except (BrokenPipeError, ConnectionResetError):
         raise
     except Exception as error:  # sent to the parent, which raises it in its own frame
         try:
-            connection.send(("error", error))
+            outbox.send(("error", error))
         except (BrokenPipeError, ConnectionResetError):
             raise
         except Exception:  # an exception that does not pickle
             detail = traceback.format_exception_only(error)[-1].strip()
-            connection.send(("error", ReaderProcessError(detail)))
+            outbox.send(("error", ReaderProcessError(detail)))
     return word
 
 

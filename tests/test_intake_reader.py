@@ -173,6 +173,32 @@ def test_a_read_ahead_of_a_file_gone_or_unreadable_is_skipped(
     assert reader.alive
 
 
+def test_another_reader_reads_the_next_file_and_is_lent_for_it(tmp_path: Path) -> None:
+    stop_reader_processes()
+    first, encoding = _file(tmp_path, name="a.csv")
+    second, _ = _file(tmp_path, count=90, name="b.csv")
+    with lend_reader_process(first) as reader:
+        with lend_reader_process(second) as other:
+            assert other is not reader
+            other.read_ahead(second, AS_OF, 8, True)
+        assert list(reader.batches(first, encoding, AS_OF, 8, True)) == _read_here(first)
+    with lend_reader_process(second) as taker:
+        assert taker is other and taker.reading_ahead == str(second)
+        assert _read_there(taker, second) == _read_here(second)
+        assert taker.reading_ahead is None
+    stop_reader_processes()
+
+
+def test_a_second_read_ahead_replaces_the_first(tmp_path: Path, reader: ReaderProcess) -> None:
+    first, _ = _file(tmp_path, count=3_000, name="a.csv")
+    second, _ = _file(tmp_path, count=50, name="b.csv")
+    reader.read_ahead(first, AS_OF, 8, True)
+    reader.read_ahead(second, AS_OF, 8, True)
+    assert reader.reading_ahead == str(second)
+    assert _read_there(reader, second) == _read_here(second)
+    assert _read_there(reader, first) == _read_here(first)
+
+
 def test_lent_readers_are_kept_for_the_next_file_unless_they_stopped() -> None:
     stop_reader_processes()
     with lend_reader_process() as first:
