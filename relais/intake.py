@@ -248,7 +248,7 @@ def ingest_file(
 ) -> FileOutcome | None:
     """Ingest one queue file of ``sie_code`` and move it out of ``incoming/``.
 
-    ``read_ahead``: the file taken after this one, for a reader process to read on to.
+    ``read_ahead``: the file taken after this one, for a reader process to read ahead.
 
     ``as_of`` is the day of intake: the latest allowed ``received_on`` and the date of the
     ``received`` events (at 00:00 local time), written with ``author`` as their author.

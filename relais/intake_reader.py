@@ -203,17 +203,16 @@ class ReaderProcess:
     """A child process running :func:`read_batches` for one file at a time.
 
     It is sent :func:`read_batches`'s arguments and answers with a header, the batches, then
-    ``end`` (or the exception the file raised). Sending blocks while earlier batches are
-    unread, so it reads at most a batch or two ahead of the writer and memory stays flat. A
-    file abandoned half-way (the writer failed) stops the process: the next file starts
-    another one.
+    ``end`` (or the exception the file raised). It reads on while the writer is busy, up to
+    ``READER_PROCESS_BUFFER`` bytes of batches not yet taken, so memory stays flat. A file
+    abandoned half-way (the writer failed) stops the process: the next file starts another
+    one.
 
     *Reading ahead*: :meth:`read_ahead` has the child hash a file, settle its encoding and
     read it at once (intake asks a second reader process to do so for the next file while
-    the first sends the current one); a request may also name the file that comes next
-    (``then``), read once the requested one is. When the writer asks for that file with the
-    same hash and encoding, it takes the batches already read; otherwise the read-ahead is
-    cancelled and the file read as asked.
+    the first sends the current one). When the writer asks for that file with the same hash
+    and encoding, it takes the batches already read; otherwise the read-ahead is cancelled
+    and the file read as asked.
     """
 
     def __init__(self) -> None:
@@ -229,9 +228,8 @@ class ReaderProcess:
         )
         theirs.close()
         self._connection: Connection = ours
-        # The read-ahead the child was told to make, as (path, other arguments): its hash
-        # and encoding are the child's to find.
-        self._ahead: tuple[object, ...] | None = None
+        # The read-ahead the child was told to make (its encoding is the child's to find).
+        self._ahead: _Request | None = None
 
     def batches(
         self,
@@ -243,33 +241,27 @@ class ReaderProcess:
         first_batch_size: int | None = None,
         *,
         sha256: str | None = None,
-        then: Path | None = None,
     ) -> Generator[RowBatch, None, None]:
         """What :func:`read_batches` yields for this file, read in the child.
 
         ``sha256``: the file's hash as the caller found it (a read-ahead of the file is used
-        only if the child found the same). ``then``: the file to read ahead once this one is
-        read, with the same arguments.
+        only if the child found the same).
         """
         request = _Request(str(path), encoding, as_of, batch_size, as_json, first_batch_size)
-        following = None if then is None else str(then)
         finished = False
         try:
             ahead, self._ahead = self._ahead, None
             taken = False
             if ahead is not None:
                 found = self._header()
-                if found == (sha256, encoding) and ahead == request.ahead_key():
-                    self._connection.send(("adopt", following))
+                if found == (sha256, encoding) and ahead.ahead_key() == request.ahead_key():
+                    self._connection.send(("adopt", None))
                     taken = True
                 else:
-                    self._connection.send(("cancel", None))
-                    self._drain()
+                    self._cancel_ahead()
             if not taken:
-                self._connection.send(("read", request, following))
+                self._connection.send(("read", request))
                 self._header()
-            if following is not None:
-                self._ahead = replace(request, path=following).ahead_key()
             while True:
                 kind, payload = self._receive()
                 if kind == "batch":
@@ -292,18 +284,16 @@ class ReaderProcess:
         as_json: bool,
     ) -> None:
         """Start reading ``path`` now, for a later :meth:`batches` of it (with its hash)."""
-        request = _Request(str(path), "", as_of, batch_size, as_json, None)
-        if self._ahead is not None:  # one read-ahead at a time: drop the one not taken
+        if self._ahead is not None:  # one read-ahead at a time
             self._header()
-            self._connection.send(("cancel", None))
-            self._drain()
-        self._connection.send(("ahead", request, str(path)))
-        self._ahead = request.ahead_key()
+            self._cancel_ahead()
+        self._ahead = _Request(str(path), "", as_of, batch_size, as_json, None)
+        self._connection.send(("ahead", self._ahead))
 
     @property
     def reading_ahead(self) -> str | None:
         """The file this process reads ahead, if any."""
-        return None if self._ahead is None else str(self._ahead[0])
+        return None if self._ahead is None else self._ahead.path
 
     def _receive(self) -> tuple[str, Any]:
         try:
@@ -319,8 +309,9 @@ class ReaderProcess:
             raise ReaderProcessError(f"the queue file reader process sent {kind!r}")
         return payload
 
-    def _drain(self) -> None:
-        """Read and drop the rest of a cancelled read-ahead."""
+    def _cancel_ahead(self) -> None:
+        """Cancel a read-ahead not taken (its header read), and drop what it sent."""
+        self._connection.send(("cancel", None))
         while self._receive()[0] not in ("end", "error"):
             pass
 
@@ -432,62 +423,35 @@ class _Outbox:
 
 
 def _serve(connection: Connection) -> None:
-    """The child's loop: one file per request, and the read-ahead, until the parent goes away.
+    """The child's loop: one file per request, until the parent goes away.
 
-    A file's stream: ``("file", (sha256, encoding))`` for a read-ahead (None if it cannot be
-    read; ``("file", None)`` for a requested file), ``batch`` messages, then ``end`` or
-    ``error``. During or after a read-ahead the parent ``adopt``s it (naming the file after
-    it) or ``cancel``s it. ``ahead`` asks for a read-ahead at once (another reader process
-    is busy with the file before).
+    ``read`` asks for a file; ``ahead`` for a read-ahead, announced by ``("file", (sha256,
+    encoding))`` (None if it cannot be read), then read at once. Every stream goes on with
+    ``batch`` messages and ends with ``end`` or ``error``. During or after a read-ahead the
+    parent ``adopt``s it or ``cancel``s it.
     """
     with contextlib.suppress(OSError):
         os.nice(READER_PROCESS_NICENESS)
     outbox = _Outbox(connection)
-    job: tuple[_Request, str | None, bool] | None = None  # request, file after it, ahead
-    message: tuple[Any, ...]
     while True:
-        if job is None:
-            try:
-                message = outbox.recv()
-            except (EOFError, OSError):
-                return
-            if message[0] == "ahead":
-                try:
-                    job = _read_ahead(outbox, message[1], message[2])
-                except (BrokenPipeError, ConnectionResetError, OSError):
-                    return
-                continue
-            if message[0] != "read":
-                continue  # adopting or cancelling a read-ahead that could not be made
-            job = (message[1], message[2], False)
-        request, then, ahead = job
-        job = None
         try:
-            if not ahead:
+            kind, request = outbox.recv()
+            if kind == "read":
                 outbox.send(("file", None))
                 _stream(outbox, request, listen=False)
-            else:
-                word = _stream(outbox, request, listen=True)
-                if word is None:  # read to the end before the parent said a word
-                    word = outbox.recv()
-                if word[0] == "read":
-                    job = (word[1], word[2], False)
-                    continue
-                if word[0] != "adopt":
-                    continue
-                then = word[1]
-            if then is not None:
-                job = _read_ahead(outbox, request, then)
+            elif kind == "ahead":
+                ahead = _read_ahead(outbox, request)
+                if ahead is not None:
+                    _stream(outbox, ahead, listen=True)
+            # Otherwise the word on a read-ahead already over: nothing to do.
         except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
             return
 
 
-def _read_ahead(
-    outbox: _Outbox, previous: _Request, path: str
-) -> tuple[_Request, str | None, bool] | None:
-    """Announce the read-ahead of ``path``; its job, or None if it cannot be read."""
+def _read_ahead(outbox: _Outbox, request: _Request) -> _Request | None:
+    """Announce the read-ahead of a file; its request, or None if it cannot be read."""
     try:
-        inspection = inspect_file(Path(path))
+        inspection = inspect_file(Path(request.path))
     except OSError:
         inspection = None
     if inspection is None or inspection.encoding is None:
@@ -495,24 +459,22 @@ def _read_ahead(
         outbox.send(("end", None))
         return None
     outbox.send(("file", (inspection.sha256, inspection.encoding)))
-    request = replace(previous, path=path, encoding=inspection.encoding, first_batch_size=None)
-    return (request, None, True)
+    return replace(request, encoding=inspection.encoding)
 
 
-def _stream(outbox: _Outbox, request: _Request, listen: bool) -> tuple[Any, ...] | None:
+def _stream(outbox: _Outbox, request: _Request, listen: bool) -> None:
     """Send a file's batches, then ``end`` or the file's error.
 
     ``listen`` (a read-ahead): between batches, take the parent's word; a ``cancel`` ends the
-    stream at once. Returns the word taken, if any.
+    stream at once.
     """
-    word: tuple[Any, ...] | None = None
     batches = request.batches()
     try:
         for batch in batches:
             outbox.send(("batch", batch))
-            if listen and word is None and outbox.poll():
-                word = outbox.recv()
-                if word[0] != "adopt":
+            if listen and outbox.poll():
+                listen = False
+                if outbox.recv()[0] != "adopt":
                     break
         batches.close()
         outbox.send(("end", None))
@@ -526,7 +488,6 @@ def _stream(outbox: _Outbox, request: _Request, listen: bool) -> tuple[Any, ...]
         except Exception:  # an exception that does not pickle
             detail = traceback.format_exception_only(error)[-1].strip()
             outbox.send(("error", ReaderProcessError(detail)))
-    return word
 
 
 if __name__ == "__main__":

@@ -109,12 +109,15 @@ def _read_here(path: Path, size: int = 8) -> list[RowBatch]:
 
 
 def _read_there(reader: ReaderProcess, path: Path, then: Path | None = None) -> list[RowBatch]:
+    """``path`` read by ``reader``, which then reads ``then`` ahead."""
     inspection = inspect_file(path)
     assert inspection.encoding is not None
-    batches = reader.batches(
-        path, inspection.encoding, AS_OF, 8, True, sha256=inspection.sha256, then=then
+    batches = list(
+        reader.batches(path, inspection.encoding, AS_OF, 8, True, sha256=inspection.sha256)
     )
-    return list(batches)
+    if then is not None:
+        reader.read_ahead(then, AS_OF, 8, True)
+    return batches
 
 
 @pytest.mark.parametrize("count", [90, 3_000])  # read to the end before it is asked for, or not
