@@ -35,7 +35,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -282,7 +281,7 @@ def phase_intake(url: str, root: str, sies: int) -> dict[str, Any]:
     discovery = discover_queues(engine, Path(root))
     outcomes = []
     known = discovery.known
-    for code, next_code in pairwise([*known, None]):
+    for code, next_code in zip(known, [*known[1:], None], strict=False):
         # As the flow does: one SIE after the other, the next one's first file read ahead.
         outcomes.extend(
             ingest_sie(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date
-from itertools import pairwise
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -71,7 +70,8 @@ def intake_sie_queues(as_of: date | None = None, sie: str | None = None) -> dict
     queues = discover_sie_queues(queue_root, sie)
     outcomes: list[FileOutcome] = []
     known = queues["known"]
-    for sie_code, next_sie in pairwise([*known, None]):
+    # Each SIE with the next one, whose first file is read ahead (None after the last).
+    for sie_code, next_sie in zip(known, [*known[1:], None], strict=False):
         for entry in ingest_sie_queue(sie_code, queue_root, day, author, next_sie):
             outcomes.append(FileOutcome(**entry))
     summary = summarise(outcomes, queues["unknown"])

@@ -6,7 +6,6 @@ import csv
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +115,7 @@ def run_intake(
     outcomes: list[FileOutcome] = []
     options: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
     known = discovery.known
-    for code, next_code in pairwise([*known, None]):
+    for code, next_code in zip(known, [*known[1:], None], strict=False):
         outcomes += ingest_sie(
             engine,
             sie_code=code,
