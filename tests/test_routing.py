@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine, func, insert, select, update
 
 from models.tables import ItemEvent, WorkItem
+from relais import routing
 from relais.calendars import office_calendars
 from relais.db import session_scope
 from relais.domain.calendar import calendar_for
@@ -453,11 +454,16 @@ def test_items_ingested_after_the_as_of_date_are_not_routed(reference: Engine) -
 
 
 @pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("indexes", ["kept", "rebuilt"])
 def test_the_engine_agrees_with_the_reference_planner(
-    reference: Engine, tmp_path: Path, seed: int
+    reference: Engine, tmp_path: Path, seed: int, indexes: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Random items, states and stale assignments: the SQL engine decides as the rules do."""
+    """Random items, states and stale assignments: the SQL engine decides as the rules do,
+    whether it updates the item indexes entry by entry or rebuilds them (SQLite, bulk runs)."""
     engine = reference
+    if indexes == "rebuilt" and engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL always keeps its indexes")
+    monkeypatch.setattr(routing, "SQLITE_REBUILD_SHARE", 0.0 if indexes == "rebuilt" else 2.0)
     rng = random.Random(seed)
     apply_convention(
         tmp_path,
@@ -582,6 +588,93 @@ def test_the_engine_agrees_with_the_reference_planner(
     assert result.waiting_capacity == outcomes.count(Outcome.WAIT)
     assert result.held_for_capacity == outcomes.count(Outcome.HOLD)
     assert result.assigned_total == outcomes.count(Outcome.ASSIGN)
+
+
+def _item_indexes(engine: Engine) -> list[tuple[str, str]]:
+    with engine.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+                " AND tbl_name = 'work_item' ORDER BY name"
+            )
+        ]
+
+
+def _bulk_night(engine: Engine, tmp_path: Path) -> None:
+    apply_convention(
+        tmp_path, engine, convention_document("CONV-75-VIERZON", 1, perimeter=[VAT_08])
+    )
+    add_items(
+        engine,
+        [NewItem("SIE-75-08", f"R{n}", "tva_refund", NOV_20) for n in range(30)]
+        + [NewItem("SIE-75-17", f"L{n}", "auvisir", NOV_20) for n in range(30)],
+    )
+
+
+def test_a_bulk_run_on_sqlite_leaves_the_same_indexes_consistent_and_analysed(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    engine = sqlite_engine
+    load_reference_data(tmp_path, engine)
+    _bulk_night(engine, tmp_path)
+    indexes = _item_indexes(engine)
+    assert len(indexes) >= 5
+
+    result = route_work_items(as_of=AS_OF, engine=engine)  # every item: a rebuild
+
+    assert result.assigned_total == 60
+    assert _item_indexes(engine) == indexes
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
+        analysed = set(
+            connection.exec_driver_sql(
+                "SELECT idx FROM sqlite_stat1 WHERE tbl = 'work_item'"
+            ).scalars()
+        )
+        # The indexes serve the holder's list as before.
+        plan = " ".join(
+            str(row[-1])
+            for row in connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT id FROM work_item"
+                " WHERE assignee = 'ANT-18-VIERZON' AND state = 'assigned'"
+            )
+        )
+    # (Every item is routed: the index of received items is empty, with nothing to analyse.)
+    assert {name for name, _ in indexes} - {"ix_work_item_received"} <= analysed
+    assert "ix_work_item_holder" in plan
+
+
+def test_a_bulk_run_that_fails_after_dropping_the_indexes_leaves_them_and_the_items(
+    sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = sqlite_engine
+    load_reference_data(tmp_path, engine)
+    _bulk_night(engine, tmp_path)
+    indexes, before = _item_indexes(engine), _snapshot(engine)
+    write = routing.RoutingRun._write_items_and_events
+
+    def write_then_fail(self: routing.RoutingRun, matches: list[Any]) -> None:
+        write(self, matches)
+        assert not any(name == "ix_work_item_holder" for name, _ in _item_indexes_on(self))
+        raise OSError("disk full")
+
+    def _item_indexes_on(run: routing.RoutingRun) -> list[tuple[str, str]]:
+        return [
+            tuple(row)
+            for row in run.connection.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE tbl_name = 'work_item'"
+            )
+        ]
+
+    monkeypatch.setattr(routing.RoutingRun, "_write_items_and_events", write_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        route_work_items(as_of=AS_OF, engine=engine)
+
+    assert _item_indexes(engine) == indexes
+    assert _snapshot(engine) == before
+    monkeypatch.undo()
+    assert route_work_items(as_of=AS_OF, engine=engine).assigned_total == 60
 
 
 def test_route_refuses_a_bad_draft_before_starting_a_flow(
