@@ -587,14 +587,16 @@ class _SqliteWriter(_Writer):
         cursor.execute(self._received, (*self._event_values, last_id, self._file_id))
         if inserted == batch.count:
             return []
-        # Rows that were there before this batch hold the references it could not take.
+        # Rows that were there before this batch hold the references it could not take: look
+        # up the rows marked taken by the reader if they account for all of them, else all.
+        rows = batch.taken if batch.count - inserted == batch.taken_count else batch.new
         cursor.execute(
             "SELECT json_extract(value, '$[0]') AS line, json_extract(value, '$[1]'), "
             "json_extract(value, '$[8]'), work_item.fingerprint "
             "FROM json_each(?) JOIN work_item ON work_item.sie_code = ? "
             "AND work_item.reference = json_extract(value, '$[1]') "
             "WHERE work_item.id <= ? ORDER BY line",
-            (batch.new, self._sie_code, last_id),
+            (rows, self._sie_code, last_id),
         )
         return cursor.fetchall()
 

@@ -49,6 +49,10 @@ READER_PROCESS_BATCH: Final = 2_000
 #: The first batch of a file read by a reader process; the next ones grow by a third up to the
 #: batch size, so that the writer, slower per row, never waits for them.
 READER_PROCESS_FIRST_BATCH: Final = 250
+#: References of a file's earlier batches remembered to tell its rows taken for sure (see
+#: ``RowBatch.taken``); past this many the memory starts over (rows then go unmarked, and the
+#: writer looks them up as it would without the mark).
+EARLIER_REFERENCES: Final = 200_000
 
 #: A new row: its line and the values of its ``work_item`` columns, dates as ISO text.
 NewRow = tuple[int, str, str, str, str, int | None, str | None, str | None, str]
@@ -62,6 +66,11 @@ class RowBatch:
     its JSON text (an array of those arrays) when read for SQLite. ``repeats`` are the later
     occurrences, as (line, reference, fingerprint, fingerprint of the first occurrence), and
     ``rejections`` the refused rows, as (line, reference as given, reason).
+
+    ``taken`` are the rows of ``new`` whose reference a new row of an earlier batch of the
+    file had (in the same form as ``new``, ``taken_count`` of them): once that batch is
+    written the reference is in the database, so these rows are taken for sure. When they are
+    all the batch's taken rows, the writer looks up only them (see ``_SqliteWriter``).
     """
 
     new: list[NewRow] | str
@@ -69,6 +78,8 @@ class RowBatch:
     repeats: list[tuple[int, str, str, str]] = field(default_factory=list)
     rejections: list[tuple[int, str | None, str]] = field(default_factory=list)
     bytes_read: int = 0
+    taken: list[NewRow] | str = field(default_factory=list)
+    taken_count: int = 0
 
 
 def read_batches(
@@ -88,7 +99,9 @@ def read_batches(
     """
     validate = RowValidator(as_of)
     firsts: dict[str, str] = {}  # reference -> fingerprint of its first occurrence
+    earlier: set[str] = set()  # references of the new rows of the file's earlier batches
     new: list[Any] = []  # NewRow tuples, or their JSON texts
+    taken: list[Any] = []  # those of them whose reference is in ``earlier``
     repeats: list[tuple[int, str, str, str]] = []
     rejections: list[tuple[int, str | None, str]] = []
     days: dict[date, str] = {}  # ISO texts of the few days a file holds
@@ -119,13 +132,18 @@ def read_batches(
                             new.append(_json_row(line, row, received, legal))
                         else:
                             new.append((line, *row[:3], received, row[4], row[5], legal, row[7]))
+                        if row[0] in earlier:
+                            taken.append(new[-1])
             in_batch += 1
             if in_batch >= limit:
-                yield _batch(new, as_json, repeats, rejections, reader.bytes_read)
-                firsts, new, repeats, rejections = {}, [], [], []
+                yield _batch(new, as_json, repeats, rejections, reader.bytes_read, taken)
+                if len(earlier) + len(firsts) > EARLIER_REFERENCES:
+                    earlier.clear()
+                earlier.update(firsts)
+                firsts, new, repeats, rejections, taken = {}, [], [], [], []
                 in_batch = 0
                 limit = min(batch_size, limit + (limit + 2) // 3)
-        yield _batch(new, as_json, repeats, rejections, reader.bytes_read)
+        yield _batch(new, as_json, repeats, rejections, reader.bytes_read, taken)
 
 
 def _json_row(line: int, row: IntakeRow, received: str, legal: str | None) -> str:
@@ -149,9 +167,19 @@ def _batch(
     repeats: list[tuple[int, str, str, str]],
     rejections: list[tuple[int, str | None, str]],
     bytes_read: int,
+    taken: list[Any],
 ) -> RowBatch:
-    rows = f"[{','.join(new)}]" if as_json else new
-    return RowBatch(rows, len(new), repeats, rejections, bytes_read)
+    if as_json:
+        return RowBatch(
+            f"[{','.join(new)}]",
+            len(new),
+            repeats,
+            rejections,
+            bytes_read,
+            f"[{','.join(taken)}]",
+            len(taken),
+        )
+    return RowBatch(new, len(new), repeats, rejections, bytes_read, taken, len(taken))
 
 
 # --- The reader process -----------------------------------------------------------------------

@@ -372,6 +372,25 @@ def test_duplicates_and_conflicts_within_one_file(
     assert len(events(engine)) == 3
 
 
+def test_rows_taken_by_an_earlier_file_and_by_an_earlier_batch_in_one_batch(
+    engine: Engine, root: Path
+) -> None:
+    # The reader marks R2 (its first batch had it) but not R1 (taken by the first file): the
+    # writer must look up the whole batch, not only the marked row.
+    write_csv(incoming(root) / "a.csv", [row("R1", amount="10")])
+    run_intake(engine, root)
+    write_csv(
+        incoming(root) / "b.csv",
+        [row("R2"), row("R3"), row("R2"), row("R1", amount="11"), row("R4")],
+    )
+    summary = run_intake(engine, root, batch_size=2)
+    assert _file_counts(summary) == [(SIE, "b.csv", 3, 1, 1)]
+    assert errors_rows(root / SIE / "rejected" / "b.csv.errors.csv") == [
+        ["5", "R1", "same reference with different values"]
+    ]
+    assert item(engine, "R1")["amount_cents"] == 1000
+
+
 def test_a_repeat_is_judged_against_the_stored_row_not_the_first_in_its_file(
     engine: Engine, root: Path
 ) -> None:

@@ -35,6 +35,7 @@ from tests.intake_data import (
     intake_files,
     items,
     mixed_rows,
+    row,
     run_intake,
     write_csv,
 )
@@ -68,6 +69,24 @@ def test_a_reader_process_yields_the_batches_read_here(
     assert any(batch.repeats for batch in here) and any(batch.rejections for batch in here)
     assert all(isinstance(batch, RowBatch) for batch in there)
     assert here[-1].bytes_read == path.stat().st_size
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_rows_whose_reference_an_earlier_batch_had_are_marked_taken(
+    tmp_path: Path, as_json: bool
+) -> None:
+    path = write_csv(
+        tmp_path / "a.csv",
+        [row("R1"), row("R2"), row("R1", amount="5"), row("R3"), row("R2"), row("R4")],
+    )
+    batches = list(read_batches(path, "utf-8", AS_OF, 2, as_json))
+
+    def lines(rows: Any) -> list[int]:
+        return [new_row[0] for new_row in (json.loads(rows) if as_json else rows)]
+
+    assert [lines(batch.taken) for batch in batches] == [[], [4], [6], []]
+    assert [batch.taken_count for batch in batches] == [0, 1, 1, 0]
+    assert [lines(batch.new) for batch in batches] == [[2, 3], [4, 5], [6, 7], []]
 
 
 def test_the_file_s_own_error_is_raised_here_and_the_reader_serves_on(
@@ -277,10 +296,10 @@ def test_auto_uses_a_reader_process_for_large_files_on_sqlite_only(
 
 def test_batch_json_is_what_json_dumps_writes_of_the_rows(tmp_path: Path) -> None:
     rows = mixed_rows(200)
-    for number, row in enumerate(rows[:40]):
+    for number, cells in enumerate(rows[:40]):
         # Free text with what JSON escapes: quotes, backslashes, line breaks, tabs, accents.
-        row["reference"] = f'R"{number}\\é'
-        row["label"] = f'Libellé "{number}"\\ sur\ndeux lignes\tet œ €'
+        cells["reference"] = f'R"{number}\\é'
+        cells["label"] = f'Libellé "{number}"\\ sur\ndeux lignes\tet œ €'
     path = write_csv(tmp_path / "export.csv", rows)
     encoding = inspect_file(path).encoding
     assert encoding is not None
