@@ -61,9 +61,18 @@ _FRENCH_DATE: Final = re.compile(r"(\d{2})/(\d{2})/(\d{4})", re.ASCII)
 _LABEL_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 # Luhn on a 9-digit SIREN: digits at even positions (from the left, 0-based) count as they
-# are, the others doubled (minus 9 above 9). Pairs of digits are looked up in one go.
+# are, the others doubled (minus 9 above 9). Three digits are looked up in one go: the first
+# and last triples start at an even position, the middle one at an odd one.
 _DOUBLED: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
-_LUHN_PAIRS: Final = {f"{a}{b}": a + _DOUBLED[b] for a in range(10) for b in range(10)}
+_LUHN_EVEN_START: Final = {
+    f"{a}{b}{c}": a + _DOUBLED[b] + c for a in range(10) for b in range(10) for c in range(10)
+}
+_LUHN_ODD_START: Final = {
+    f"{a}{b}{c}": _DOUBLED[a] + b + _DOUBLED[c]
+    for a in range(10)
+    for b in range(10)
+    for c in range(10)
+}
 
 _SEPARATOR: Final = "\x1f"  # unit separator: refused in labels, absent from other fields
 
@@ -90,14 +99,8 @@ class RowRejection(NamedTuple):
 
 def luhn_valid(siren: str) -> bool:
     """Whether a string of 9 ASCII digits passes the Luhn check of SIREN numbers."""
-    pairs = _LUHN_PAIRS
-    total = (
-        pairs[siren[0:2]]
-        + pairs[siren[2:4]]
-        + pairs[siren[4:6]]
-        + pairs[siren[6:8]]
-        + int(siren[8])
-    )
+    even = _LUHN_EVEN_START
+    total = even[siren[0:3]] + _LUHN_ODD_START[siren[3:6]] + even[siren[6:9]]
     return total % 10 == 0
 
 

@@ -63,6 +63,19 @@ def test_luhn_accepts_valid_sirens(siren: str) -> None:
     assert luhn_valid(siren)
 
 
+def _textbook_luhn(number: str) -> bool:
+    total = 0
+    for position, digit in enumerate(reversed(number)):
+        value = int(digit) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+@given(st.text(alphabet="0123456789", min_size=9, max_size=9))
+def test_luhn_is_the_textbook_rule_on_every_nine_digits(siren: str) -> None:
+    assert luhn_valid(siren) == _textbook_luhn(siren)
+
+
 @pytest.mark.parametrize("siren", ["732829321", "552100555", "123456789", "000000001"])
 def test_luhn_refuses_a_wrong_check_digit(siren: str) -> None:
     assert not luhn_valid(siren)
