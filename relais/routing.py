@@ -10,7 +10,8 @@ exclusive lock:
    joined with the routing table; lines with a daily capacity rank their candidates oldest
    first with ``ROW_NUMBER()`` and take as many as they have places;
 3. one ``UPDATE … FROM`` of the planned items and one ``INSERT … SELECT`` of their ``assigned``
-   events.
+   events (on SQLite, a run that assigns most items rebuilds the item indexes afterwards
+   instead of updating them entry by entry).
 
 The rules themselves are stated on plain values in ``relais.domain.routing``. A dry run makes
 the same plan and rolls back; draft conventions are evaluated as if applied, in a dry run.
