@@ -169,17 +169,10 @@ def _batch(
     bytes_read: int,
     taken: list[Any],
 ) -> RowBatch:
-    if as_json:
-        return RowBatch(
-            f"[{','.join(new)}]",
-            len(new),
-            repeats,
-            rejections,
-            bytes_read,
-            f"[{','.join(taken)}]",
-            len(taken),
-        )
-    return RowBatch(new, len(new), repeats, rejections, bytes_read, taken, len(taken))
+    def rows(listed: list[Any]) -> Any:
+        return f"[{','.join(listed)}]" if as_json else listed
+
+    return RowBatch(rows(new), len(new), repeats, rejections, bytes_read, rows(taken), len(taken))
 
 
 # --- The reader process -----------------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from models.tables import ItemEvent, WorkItem
 from relais import routing
@@ -590,8 +591,12 @@ def test_the_engine_agrees_with_the_reference_planner(
     assert result.assigned_total == outcomes.count(Outcome.ASSIGN)
 
 
-def _item_indexes(engine: Engine) -> list[tuple[str, str]]:
-    with engine.connect() as connection:
+def _item_indexes(source: Engine | Connection) -> list[tuple[str, str]]:
+    """The indexes of ``work_item`` as SQLite stores them: (name, definition), by name."""
+    with contextlib.ExitStack() as stack:
+        connection = (
+            source if isinstance(source, Connection) else stack.enter_context(source.connect())
+        )
         return [
             tuple(row)
             for row in connection.exec_driver_sql(
@@ -656,16 +661,8 @@ def test_a_bulk_run_that_fails_after_dropping_the_indexes_leaves_them_and_the_it
 
     def write_then_fail(self: routing.RoutingRun, matches: list[Any]) -> None:
         write(self, matches)
-        assert not any(name == "ix_work_item_holder" for name, _ in _item_indexes_on(self))
+        assert not any(name == "ix_work_item_holder" for name, _ in _item_indexes(self.connection))
         raise OSError("disk full")
-
-    def _item_indexes_on(run: routing.RoutingRun) -> list[tuple[str, str]]:
-        return [
-            tuple(row)
-            for row in run.connection.exec_driver_sql(
-                "SELECT name, sql FROM sqlite_master WHERE tbl_name = 'work_item'"
-            )
-        ]
 
     monkeypatch.setattr(routing.RoutingRun, "_write_items_and_events", write_then_fail)
     with pytest.raises(OSError, match="disk full"):
