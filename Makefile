@@ -18,10 +18,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/relais demo
 
-## Runs the test suite (PostgreSQL variants too when RELAIS_TEST_POSTGRES_URL is set).
+## Runs the test suite (PostgreSQL variants too when RELAIS_TEST_POSTGRES_URL is set), one
+## pytest worker per core.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

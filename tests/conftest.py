@@ -1,14 +1,22 @@
 """Shared fixtures: isolated RELAIS_HOME, migrated databases (SQLite and PostgreSQL), Prefect.
 
 Each test gets its own database: on SQLite a copy of a migrated template file, on PostgreSQL
-a schema created once per test session and truncated between tests. The environment points
-``RELAIS_DATABASE_URL`` at that database, so in-process CLI calls and subprocesses see it.
+a schema created once per test session (per worker under ``pytest -n``) and truncated between
+tests. The environment points ``RELAIS_DATABASE_URL`` at that database, so in-process CLI calls
+and subprocesses see it.
+
+The PostgreSQL server is shared by every worker, and by any other test run on the machine: tests
+hold a shared lock on it while they use it, and a test marked ``postgres_server_alone`` (it
+restarts the server) holds it alone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +33,21 @@ POSTGRES_URL = os.environ.get("RELAIS_TEST_POSTGRES_URL")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
+#: The lock every test run on this machine takes to use the PostgreSQL server.
+SERVER_LOCK = Path(tempfile.gettempdir()) / "relais-tests-postgresql-server.lock"
+
+
+@contextlib.contextmanager
+def postgres_server(alone: bool = False) -> Iterator[None]:
+    """Use the PostgreSQL server beside other tests, or ``alone`` (to restart it)."""
+    with SERVER_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _reset_caches() -> None:
@@ -63,19 +86,22 @@ def postgres_schema_url() -> Iterator[str]:
         pytest.skip("RELAIS_TEST_POSTGRES_URL is not set")
     schema = f"relais_test_{uuid.uuid4().hex[:10]}"
     admin = db.make_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     separator = "&" if "?" in POSTGRES_URL else "?"
     url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
+    with postgres_server():
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        engine = db.make_engine(url)
+        db.upgrade(engine)
+        engine.dispose()
     try:
         yield url
     finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        with postgres_server():
+            admin.dispose()  # its connections may predate a restart
+            with admin.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
 
 
 def _truncate_postgres(engine: Engine) -> None:
@@ -97,20 +123,23 @@ def database_url(
     relais_home: Path,
     sqlite_template: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> str:
+) -> Iterator[str]:
     """The URL of a fresh, migrated database, also set as RELAIS_DATABASE_URL."""
-    if request.param == "sqlite":
-        path = relais_home / "relais.db"
-        shutil.copyfile(sqlite_template, path)
-        url = f"sqlite:///{path}"
-    else:
-        url = request.getfixturevalue("postgres_schema_url")
-        engine = db.make_engine(url)
-        _truncate_postgres(engine)
-        engine.dispose()
-    monkeypatch.setenv("RELAIS_DATABASE_URL", url)
-    _reset_caches()
-    return url
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            path = relais_home / "relais.db"
+            shutil.copyfile(sqlite_template, path)
+            url = f"sqlite:///{path}"
+        else:
+            url = request.getfixturevalue("postgres_schema_url")
+            alone = request.node.get_closest_marker("postgres_server_alone") is not None
+            stack.enter_context(postgres_server(alone))
+            engine = db.make_engine(url)
+            _truncate_postgres(engine)
+            engine.dispose()
+        monkeypatch.setenv("RELAIS_DATABASE_URL", url)
+        _reset_caches()
+        yield url
 
 
 @pytest.fixture

@@ -190,6 +190,7 @@ def _can_restart_the_server() -> bool:
 
 
 @pytest.mark.postgres
+@pytest.mark.postgres_server_alone
 @pytest.mark.slow
 @pytest.mark.skipif(
     not _can_restart_the_server(), reason="needs a local pg_ctlcluster server and root"
