@@ -42,12 +42,13 @@ SERVER_LOCK = Path(tempfile.gettempdir()) / "relais-tests-postgresql-server.lock
 @contextlib.contextmanager
 def postgres_server(alone: bool = False) -> Iterator[None]:
     """Use the PostgreSQL server beside other tests, or ``alone`` (to restart it)."""
-    with SERVER_LOCK.open("a") as handle:
+    # Read-only: a lock file another user created (mode 644) locks as well.
+    handle = os.open(SERVER_LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
         fcntl.flock(handle, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
 
 
 def _reset_caches() -> None:
