@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import TypedDict
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -50,6 +51,14 @@ TOKEN_SPECS = {
     "svc-forbach": ("service", None, FORBACH),
     "revoked": ("admin", None, None),
 }
+
+
+class _Remote(TypedDict):
+    """The ``add_item`` arguments of an item held under the Vierzon convention."""
+
+    assignee: str
+    convention: str
+    version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +111,7 @@ def build_world(engine: Engine, tmp_path: Path) -> World:
         ),
     )
     d = date.fromisoformat
-    remote = {"assignee": VIERZON, "convention": CONV_75, "version": 1}
+    remote: _Remote = {"assignee": VIERZON, "convention": CONV_75, "version": 1}
     with session_scope(engine) as session:
         e = add_item(
             session,

@@ -6,7 +6,8 @@ import random
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import ColumnElement, Engine, func, insert, select
+from sqlmodel import col
 
 from models.tables import IntakeFile, IntakeRejection, ItemEvent, WorkItem
 from relais.db import session_scope
@@ -17,18 +18,18 @@ ASSIGNED_ON = date(2026, 11, 2)
 WORK_DAY = date(2026, 11, 3)
 
 
-def _count(engine: Engine, table: type, *conditions: object) -> int:
+def _count(engine: Engine, table: type, *conditions: ColumnElement[bool]) -> int:
     with engine.connect() as connection:
         return int(
             connection.execute(
                 select(func.count()).select_from(table).where(*conditions)
             ).scalar_one()
-        )  # type: ignore[arg-type]
+        )
 
 
 def _intake_file(engine: Engine, name: str) -> None:
     with engine.begin() as connection:
-        file_id = connection.execute(
+        key = connection.execute(
             insert(IntakeFile.__table__).values(  # type: ignore[attr-defined]
                 sie_code="SIE-75-08",
                 file_name=name,
@@ -38,7 +39,9 @@ def _intake_file(engine: Engine, name: str) -> None:
                 as_of=ASSIGNED_ON,
                 ingested_at=datetime.now(UTC),
             )
-        ).inserted_primary_key[0]
+        ).inserted_primary_key
+        assert key is not None
+        file_id = key[0]
         connection.execute(
             insert(IntakeRejection.__table__).values(  # type: ignore[attr-defined]
                 intake_file_id=file_id, line=2, reference="X", reason="invalid SIREN"
@@ -81,7 +84,7 @@ def test_reset_removes_only_what_a_demo_wrote(engine: Engine, tmp_path: Path) ->
 
     assert (reset.items, reset.intake_files, reset.queue_files) == (1, 1, 3)
     assert _count(engine, WorkItem) == 1
-    assert _count(engine, ItemEvent, ItemEvent.item_id == demo.id) == 0  # type: ignore[arg-type]
+    assert _count(engine, ItemEvent, col(ItemEvent.item_id) == demo.id) == 0
     assert _count(engine, ItemEvent) == 2  # the other item's received and assigned events
     assert _count(engine, IntakeFile) == 1
     assert _count(engine, IntakeRejection) == 1
@@ -91,7 +94,7 @@ def test_reset_removes_only_what_a_demo_wrote(engine: Engine, tmp_path: Path) ->
 
 
 def test_agents_only_do_what_the_lifecycle_allows() -> None:
-    allowed = {
+    allowed: dict[str, set[str | None]] = {
         "assigned": {"start", "complete", None},
         "in_progress": {"suspend", "complete", None},
         "suspended": {"resume", None},
@@ -144,15 +147,17 @@ def test_a_simulated_day_records_events_through_the_lifecycle(engine: Engine) ->
 
     day = simulate_agents(engine, WORK_DAY)
 
-    recorded = _count(engine, ItemEvent, ItemEvent.by == AGENT_AUTHOR)  # type: ignore[arg-type]
+    recorded = _count(engine, ItemEvent, col(ItemEvent.by) == AGENT_AUTHOR)
     assert recorded == sum(day.events.values()) > 0
     assert set(day.events) <= {"start", "complete", "suspend", "resume"}
     with engine.connect() as connection:
         agent_events = connection.execute(
-            select(ItemEvent.at, ItemEvent.item_id).where(ItemEvent.by == AGENT_AUTHOR)  # type: ignore[arg-type]
+            select(col(ItemEvent.at), col(ItemEvent.item_id)).where(
+                col(ItemEvent.by) == AGENT_AUTHOR
+            )
         ).all()
         untouched = connection.execute(
-            select(WorkItem.state).where(WorkItem.reference == "2026-000001")  # type: ignore[arg-type]
+            select(col(WorkItem.state)).where(col(WorkItem.reference) == "2026-000001")
         ).scalar_one()
     assert untouched == "assigned"
     # One event per item and day, during the working day, on that day.

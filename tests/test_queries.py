@@ -7,6 +7,7 @@ SQL ordinal arithmetic is checked against an independent path.
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -146,7 +147,7 @@ def _refs(rows: list[dict[str, object]]) -> list[str]:
     return [str(row["reference"]) for row in rows]
 
 
-def _breaches(engine: Engine, **filters: object) -> list[dict[str, object]]:
+def _breaches(engine: Engine, **filters: object) -> list[dict[str, Any]]:
     filters.setdefault("as_of", AS_OF)
     with session_scope(engine) as session:
         return sla_breaches(session, **filters)  # type: ignore[arg-type]
@@ -164,7 +165,7 @@ def test_open_breaches_most_overdue_first_with_counts_in_the_holders_calendar(
     }
     assert {row["reference"]: row["business_days_overdue"] for row in rows} == expected
     overdue = [row["business_days_overdue"] for row in rows]
-    assert overdue == sorted(overdue, reverse=True)  # type: ignore[type-var]
+    assert overdue == sorted(overdue, reverse=True)
     assert all(row["status"] == "breached" for row in rows)
     assert list(rows[0]) == BREACH_KEYS
 

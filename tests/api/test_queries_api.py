@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from datetime import date
+from typing import TypedDict
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,6 +20,14 @@ from relais.tokens import Principal, Role
 from tests.api_fixtures import TOKEN_SPECS, World
 
 END_OF_NOVEMBER = {"as_of": "2026-11-30"}
+
+
+class _ItemRow(TypedDict):
+    """The item fields the scope filter of listings reads."""
+
+    sie: str
+    assignee: str | None
+    reference: str
 
 
 def _refs(client: TestClient, world: World, token: str, path: str, **params: str) -> list[str]:
@@ -122,7 +131,7 @@ def test_the_scope_filter_of_listings_is_the_item_rule(world: World, token: str)
     role, directorate, service = TOKEN_SPECS[token]
     principal = Principal(name=token, role=Role(role), directorate=directorate, service=service)
     codes = ["SIE-75-08", "SIE-57-01", "SIE-18-01", "ANT-18-VIERZON", "ANT-57-FORBACH", "NOPE"]
-    rows = [
+    rows: list[_ItemRow] = [
         {"sie": sie, "assignee": holder, "reference": f"{sie}/{holder}"}
         for sie in codes
         for holder in [*codes, None]

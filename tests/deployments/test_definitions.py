@@ -55,6 +55,7 @@ def test_build_deployments_gives_the_three_scheduled_deployments() -> None:
     assert set(by_name) == set(EXPECTED)
     for full_name, (schedule, collision) in EXPECTED.items():
         deployment = by_name[full_name]
+        assert deployment.schedules is not None
         assert len(deployment.schedules) == 1
         cron = deployment.schedules[0].schedule
         assert isinstance(cron, CronSchedule)
@@ -67,7 +68,7 @@ def test_build_deployments_gives_the_three_scheduled_deployments() -> None:
         assert deployment.concurrency_options.collision_strategy is collision
         assert not deployment.paused
         # Loaded by module path, so any process with Relais installed can run it.
-        flow = load_flow_from_entrypoint(deployment.entrypoint or "")
+        flow: Flow[..., Any] = load_flow_from_entrypoint(deployment.entrypoint or "")
         assert flow.name == deployment.flow_name
 
 
@@ -76,7 +77,7 @@ def _yaml_deployments() -> dict[str, dict[str, Any]]:
     assert document["pull"] == []  # workers run the installed package: nothing to fetch
     result = {}
     for entry in document["deployments"]:
-        flow = load_flow_from_entrypoint(entry["entrypoint"])
+        flow: Flow[..., Any] = load_flow_from_entrypoint(entry["entrypoint"])
         result[f"{flow.name}/{entry['name']}"] = entry
     return result
 

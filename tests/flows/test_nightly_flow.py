@@ -61,6 +61,7 @@ def test_nightly_cycle_runs_intake_routing_and_scan_as_named_subflows(
     assert assigned == len(clean)
 
     run_id = state.state_details.flow_run_id
+    assert run_id is not None
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(run_id)
         assert run.name == f"nightly-{AS_OF.isoformat()}"

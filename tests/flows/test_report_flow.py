@@ -42,13 +42,13 @@ def test_convention_report_writes_every_report_and_a_counts_only_artifact(
     written = json.loads((relais_home / "reports" / CONV_75 / "2026-11.json").read_text("utf-8"))
     assert written["totals"]["open_breaches"] == 1
 
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(state.state_details.flow_run_id)
+        run = client.read_flow_run(run_id)
         assert run.name == "report-2026-11"
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
-            )
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
         )
     markdown = "\n".join(str(artifact.data) for artifact in artifacts)
     assert f"| {CONV_75} | 3 | 4 | 3 | 4 | 1 | 1 |" in markdown

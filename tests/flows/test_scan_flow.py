@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 from typer.testing import CliRunner
 
 from models.tables import SlaBreach, WorkItem
@@ -55,8 +55,10 @@ def test_scan_flow_records_once_and_publishes_counts_only(
     assert json.loads(second.stdout)["new_breaches"] == {"sla": 0, "legal": 0}
 
     with Session(sqlite_engine) as session:
-        recorded = session.exec(select(func.count()).select_from(SlaBreach)).one()[0]
-        sirens = [row[0] for row in session.exec(select(WorkItem.siren)).all()]
+        # sqlmodel's overloads of `session.exec` name only its own select types, though it runs
+        # SQLAlchemy's as `Session.execute` does.
+        recorded = session.exec(select(func.count()).select_from(SlaBreach)).one()[0]  # type: ignore[call-overload]
+        sirens = [row[0] for row in session.exec(select(col(WorkItem.siren))).all()]  # type: ignore[call-overload]
     assert recorded == 6
 
     # One event per holder with new breaches, in the first run only; counts and codes only.
