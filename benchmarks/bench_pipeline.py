@@ -675,18 +675,28 @@ def _bare_update(connection: Any) -> float:
     finds them; on PostgreSQL after it (its rollback leaves a dead row per item behind),
     where an update that moves a row costs the same whatever the row held.
     """
+    sqlite = connection.dialect.name == "sqlite"
     transaction = connection.begin()
     try:
+        if sqlite:  # the driver begins before DML only: the DROP INDEX must not autocommit
+            connection.exec_driver_sql("BEGIN")
         _drop_secondary_indexes(connection, "work_item")
         started = time.perf_counter()
         connection.exec_driver_sql(
             "UPDATE work_item SET assignee = l.assignee FROM lb_plan AS l "
-            "WHERE work_item.id = l.item_id"
-            + (" + 0" if connection.dialect.name == "sqlite" else "")
+            "WHERE work_item.id = l.item_id" + (" + 0" if sqlite else "")
         )
         return time.perf_counter() - started
     finally:
         transaction.rollback()
+        if sqlite:
+            kept = connection.exec_driver_sql(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                "AND tbl_name = 'work_item' AND sql IS NOT NULL"
+            ).scalar_one()
+            connection.rollback()
+            if not kept:
+                raise RuntimeError("the yardstick's rollback lost work_item's indexes")
 
 
 def _drop_secondary_indexes(connection: Any, table: str) -> None:
