@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, event, func, insert, select, update
 
 from models.tables import ItemEvent, WorkItem
 from relais import routing
@@ -455,16 +455,33 @@ def test_items_ingested_after_the_as_of_date_are_not_routed(reference: Engine) -
 
 
 @pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("indexes", ["kept", "rebuilt"])
+@pytest.mark.parametrize(
+    ("indexes", "assigned_read"), [("kept", "index"), ("rebuilt", "index"), ("kept", "scan")]
+)
 def test_the_engine_agrees_with_the_reference_planner(
-    reference: Engine, tmp_path: Path, seed: int, indexes: str, monkeypatch: pytest.MonkeyPatch
+    reference: Engine,
+    tmp_path: Path,
+    seed: int,
+    indexes: str,
+    assigned_read: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Random items, states and stale assignments: the SQL engine decides as the rules do,
-    whether it updates the item indexes entry by entry or rebuilds them (SQLite, bulk runs)."""
+    whether it updates the item indexes entry by entry or rebuilds them (SQLite, bulk runs),
+    and whether it finds assigned items through the SIE index or by reading the whole table
+    (SQLite, mostly assigned items)."""
     engine = reference
-    if indexes == "rebuilt" and engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL always keeps its indexes")
+    if (indexes, assigned_read) != ("kept", "index") and engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL always keeps its indexes and lets its planner choose")
     monkeypatch.setattr(routing, "SQLITE_REBUILD_SHARE", 0.0 if indexes == "rebuilt" else 2.0)
+    monkeypatch.setattr(routing, "SQLITE_SCAN_SHARE", 0.0 if assigned_read == "scan" else 2.0)
+    plans: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("INSERT INTO routing_plan"):
+            plans.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
     rng = random.Random(seed)
     apply_convention(
         tmp_path,
@@ -571,6 +588,9 @@ def test_the_engine_agrees_with_the_reference_planner(
 
     result = route_work_items(as_of=AS_OF, engine=engine)
 
+    event.remove(engine, "before_cursor_execute", record)
+    scanned = [plan for plan in plans if "coalesce(work_item.state, work_item.state)" in plan]
+    assert len(scanned) == (1 if assigned_read == "scan" else 0)
     after = {row["id"]: row for row in item_rows(engine).values()}
     for item in routable:
         decision = decisions.get(item.id)
