@@ -73,8 +73,10 @@ def route_command(
     ] = None,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
-    """Route received items to the remote service of the convention in force, or keep them
-    at their SIE (runs the flow route-work-items)."""
+    """Route received items to the service of the convention in force, or keep them at their SIE.
+
+    Runs the flow route-work-items.
+    """
     from relais.db import get_engine
     from relais.routing import load_drafts
     from relais.settings import get_settings
