@@ -221,7 +221,7 @@ def cpu_quota(
         else:
             continue
         relative = Path(cgroup.lstrip("/"))
-        for base in bases:
+        for base in dict.fromkeys(bases):  # "cpu" alone names one folder twice
             for folder in (relative, *relative.parents):
                 quota = _quota_in(base / folder)
                 if quota is not None:
@@ -232,9 +232,9 @@ def cpu_quota(
 def _quota_in(folder: Path) -> float | None:
     """The CPU quota one cgroup folder sets, in cores (None if none or unreadable)."""
     try:
-        if (folder / "cpu.max").exists():  # v2: "max 100000" or "150000 100000"
+        try:  # v2: "max 100000" or "150000 100000"
             limit, period = (folder / "cpu.max").read_text().split()[:2]
-        else:  # v1: -1 for none
+        except FileNotFoundError:  # v1: -1 for none
             limit = (folder / "cpu.cfs_quota_us").read_text().strip()
             period = (folder / "cpu.cfs_period_us").read_text().strip()
         if limit in ("max", "-1"):
