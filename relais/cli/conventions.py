@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from relais.cli.output import FormatOption, OutputFormat, emit_json, emit_table
+from relais.cli.output import FormatOption, OutputFormat, emit_json, emit_table, parse_day
 
 app = typer.Typer(help="Conventions between exporting and host directorates.", no_args_is_help=True)
 
@@ -16,9 +16,9 @@ FilesArgument = Annotated[
     list[Path], typer.Argument(help="Convention YAML files.", show_default=False)
 ]
 AsOfOption = Annotated[
-    datetime | None,
+    date | None,
     typer.Option(
-        "--as-of", formats=["%Y-%m-%d"], help="Only versions in force that day (YYYY-MM-DD)."
+        "--as-of", parser=parse_day, metavar="YYYY-MM-DD", help="Only versions in force that day."
     ),
 ]
 
@@ -70,7 +70,7 @@ def list_command(
     from relais.db import session_scope
 
     with session_scope() as session:
-        versions = list_conventions(session, as_of=as_of.date() if as_of else None)
+        versions = list_conventions(session, as_of=as_of)
     if output_format is OutputFormat.json:
         emit_json(versions)
         return
@@ -90,7 +90,7 @@ def list_command(
             ]
             for entry in versions
         ),
-        title=f"Conventions in force on {as_of.date().isoformat()}" if as_of else "Conventions",
+        title=f"Conventions in force on {as_of.isoformat()}" if as_of else "Conventions",
     )
 
 

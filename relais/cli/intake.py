@@ -10,7 +10,15 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from relais.cli.output import FormatOption, OutputFormat, emit_json, emit_table, stderr, warn
+from relais.cli.output import (
+    FormatOption,
+    OutputFormat,
+    emit_json,
+    emit_table,
+    parse_day,
+    stderr,
+    warn,
+)
 
 #: Below this many bytes waiting in the queues, a run is too short to need a progress bar.
 PROGRESS_MIN_BYTES: Final = 4 * 2**20
@@ -93,11 +101,12 @@ def intake_command(
         typer.Option("--sie", metavar="CODE", help="Only this SIE's queue (default: all)."),
     ] = None,
     as_of: Annotated[
-        datetime | None,
+        date | None,
         typer.Option(
             "--as-of",
-            formats=["%Y-%m-%d"],
-            help="Day of intake (YYYY-MM-DD; default: today): the date of the received "
+            parser=parse_day,
+            metavar="YYYY-MM-DD",
+            help="Day of intake (default: today): the date of the received "
             "events and the latest received_on accepted, for replaying a past night.",
         ),
     ] = None,
@@ -107,7 +116,7 @@ def intake_command(
     from relais.settings import get_settings
 
     settings = get_settings()
-    day = as_of.date() if as_of else datetime.now(settings.timezone).date()
+    day = as_of or datetime.now(settings.timezone).date()
     waiting = _waiting_bytes(settings.queue_root, _sies_to_ingest(settings.queue_root, sie))
     from relais.prefect_env import configure_prefect
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -32,6 +33,20 @@ class ReportFormat(StrEnum):
 FormatOption = Annotated[
     OutputFormat, typer.Option("--format", help="table for people, json for scripts.")
 ]
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_day(value: str) -> date:
+    """A day given on the command line as YYYY-MM-DD; a usage error says what is wrong."""
+    text = value.strip()
+    if not _DAY.fullmatch(text):
+        raise typer.BadParameter(f"{value!r} is not a day written YYYY-MM-DD (e.g. 2026-11-26)")
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:  # "month must be in 1..12", "day is out of range for month"
+        raise typer.BadParameter(f"{value!r} is not a date: {error}") from None
+
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from relais.cli.output import FormatOption, OutputFormat, emit_json, emit_table, info, warn
+from relais.cli.output import (
+    FormatOption,
+    OutputFormat,
+    emit_json,
+    emit_table,
+    info,
+    parse_day,
+    warn,
+)
 
 
 def _print_tables(summary: dict[str, Any]) -> None:
@@ -52,11 +60,12 @@ def _print_tables(summary: dict[str, Any]) -> None:
 
 def route_command(
     as_of: Annotated[
-        datetime | None,
+        date | None,
         typer.Option(
             "--as-of",
-            formats=["%Y-%m-%d"],
-            help="Assignment date (YYYY-MM-DD; default: today in RELAIS_TIMEZONE).",
+            parser=parse_day,
+            metavar="YYYY-MM-DD",
+            help="Assignment date (default: today in RELAIS_TIMEZONE).",
         ),
     ] = None,
     dry_run: Annotated[
@@ -81,7 +90,7 @@ def route_command(
     from relais.routing import load_drafts
     from relais.settings import get_settings
 
-    day = as_of.date() if as_of else datetime.now(get_settings().timezone).date()
+    day = as_of or datetime.now(get_settings().timezone).date()
     drafts = [str(path) for path in with_convention or []]
     if drafts:
         # Refuse a bad draft here, with the messages of `conventions validate`, before

@@ -18,6 +18,7 @@ from relais.cli.output import (
     emit_json,
     emit_table,
     info,
+    parse_day,
 )
 
 app = typer.Typer(
@@ -25,9 +26,9 @@ app = typer.Typer(
 )
 
 AsOfOption = Annotated[
-    datetime | None,
+    date | None,
     typer.Option(
-        "--as-of", formats=["%Y-%m-%d"], help="Day evaluated (YYYY-MM-DD; default: today)."
+        "--as-of", parser=parse_day, metavar="YYYY-MM-DD", help="Day evaluated (default: today)."
     ),
 ]
 DirectorateOption = Annotated[
@@ -70,7 +71,7 @@ _HEADERS = {
 _NOT_IN_TABLES = frozenset({"assigned_on", "convention_version", "legal_status"})
 
 
-def _as_of_day(as_of: datetime | None) -> date:
+def _as_of_day(as_of: date | None) -> date:
     from relais.domain.calendar import MAX_YEAR, MIN_YEAR
     from relais.settings import get_settings
 
@@ -80,7 +81,7 @@ def _as_of_day(as_of: datetime | None) -> date:
             f"must be between {MIN_YEAR + 1}-01-01 and {MAX_YEAR - 1}-12-31",
             param_hint="--as-of",
         )
-    return as_of.date() if as_of else datetime.now(get_settings().timezone).date()
+    return as_of or datetime.now(get_settings().timezone).date()
 
 
 def _cell(value: Any) -> str:
