@@ -670,6 +670,40 @@ def test_a_bulk_run_on_sqlite_leaves_the_same_indexes_consistent_and_analysed(
     assert "ix_work_item_holder" in plan
 
 
+def test_a_bulk_run_on_sqlite_builds_its_indexes_with_a_small_sort_budget_and_helpers(
+    sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = sqlite_engine
+    load_reference_data(tmp_path, engine)
+    _bulk_night(engine, tmp_path)
+    monkeypatch.setattr(routing, "usable_cores", lambda: 3.0)
+    during: list[tuple[int, int]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def settings(connection: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("CREATE INDEX"):
+            raw = cursor.connection  # the driver's own: no event, no recursion
+            during.append(
+                (
+                    raw.execute("PRAGMA main.cache_size").fetchone()[0],
+                    raw.execute("PRAGMA threads").fetchone()[0],
+                )
+            )
+
+    with engine.connect() as connection:
+        own = connection.exec_driver_sql("PRAGMA main.cache_size").scalar_one()
+    try:
+        assert route_work_items(as_of=AS_OF, engine=engine).assigned_total == 60
+    finally:
+        event.remove(engine, "before_cursor_execute", settings)
+
+    assert len(during) >= 4
+    assert set(during) == {(-routing.SQLITE_SORT_KIB, 2)}
+    with engine.connect() as connection:  # the pooled connection is as it was
+        assert connection.exec_driver_sql("PRAGMA main.cache_size").scalar_one() == own
+        assert connection.exec_driver_sql("PRAGMA threads").scalar_one() == 0
+
+
 def test_a_bulk_run_that_fails_after_dropping_the_indexes_leaves_them_and_the_items(
     sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
