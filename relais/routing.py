@@ -91,17 +91,14 @@ _ATTEMPTS: Final = 3
 #: SQLite: a run that assigns at least this share of all work items drops the item indexes it
 #: would otherwise update entry by entry and builds them again once written (a sorted,
 #: bottom-up build). Measured on a million items (benchmarks/README.md): keeping the indexes
-#: costs ~9.5 µs per assigned item, rebuilding them ~5.7 µs per item in the table; the two
-#: meet at about 60 % of the items.
-SQLITE_REBUILD_SHARE: Final = 0.6
+#: costs ~13 µs per assigned item, rebuilding them ~5.5 µs per item in the table; the two
+#: meet at about 40 % of the items.
+SQLITE_REBUILD_SHARE: Final = 0.4
 #: SQLite: when at least this share of all work items is assigned, the check of assigned
 #: items for a new holder reads the table in order instead of walking the SIE index and
 #: fetching each item from it. A million items, all assigned: 0.8–1.5 s against 3.4–3.9 s;
 #: the two meet where about a quarter to a third of the items are assigned.
 SQLITE_SCAN_SHARE: Final = 0.25
-#: Left in place by a rebuild: routing only deletes its entries, in id order (cheap), and
-#: rebuilding the unique key would check every (SIE, reference) again.
-_KEPT_INDEXES: Final = ("ix_work_item_received",)
 
 _items = WorkItem.__table__  # type: ignore[attr-defined]
 _events = ItemEvent.__table__  # type: ignore[attr-defined]
@@ -659,9 +656,11 @@ class RoutingRun:
             return
         definitions = self.connection.exec_driver_sql(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'work_item'"
-            " AND sql IS NOT NULL"  # the unique constraint's own index has none
+            # The unique key's own index has no SQL: routing leaves it alone (it changes no
+            # SIE nor reference), and building it again would check every pair again.
+            " AND sql IS NOT NULL"
         ).all()
-        rebuilt = [(name, sql) for name, sql in definitions if name not in _KEPT_INDEXES]
+        rebuilt = list(definitions)
         for name, _ in rebuilt:
             self.connection.exec_driver_sql(f'DROP INDEX "{name}"')
         yield
