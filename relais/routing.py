@@ -81,8 +81,8 @@ CALENDAR_YEARS_AHEAD: Final = 2
 #: SQLite page cache of a routing run, in KiB (the connection's own is restored afterwards).
 SQLITE_CACHE_KIB: Final = 128 * 1024
 #: SQLite: memory an index build sorts in before it hands a run of keys to a helper thread,
-#: in KiB. Rebuilding the four item indexes of a million items took 4.4–6.1 s with the run's
-#: cache (one sort, one thread), 2.7–4.2 s with 8 MB and a helper (benchmarks/README.md).
+#: in KiB. The four largest item indexes of a million items took 4.4–6.1 s to build with the
+#: run's cache (one sort, one thread), 2.7–4.2 s with 8 MB and a helper (benchmarks/README.md).
 SQLITE_SORT_KIB: Final = 8 * 1024
 #: PostgreSQL ``work_mem`` of a routing transaction (``SET LOCAL``: this transaction only).
 POSTGRES_WORK_MEM: Final = "64MB"
@@ -660,12 +660,11 @@ class RoutingRun:
             # SIE nor reference), and building it again would check every pair again.
             " AND sql IS NOT NULL"
         ).all()
-        rebuilt = list(definitions)
-        for name, _ in rebuilt:
+        for name, _ in definitions:
             self.connection.exec_driver_sql(f'DROP INDEX "{name}"')
         yield
         with _sqlite_sorting(self.connection):
-            for _, sql in rebuilt:
+            for _, sql in definitions:
                 self.connection.exec_driver_sql(sql)
         # Dropping an index drops its statistics: take them again, on the routed table.
         refresh_statistics(self.connection)
