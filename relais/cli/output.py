@@ -1,4 +1,5 @@
-"""How commands print: JSON alone on stdout for scripts, rich tables for people."""
+"""How commands print (JSON alone on stdout for scripts, rich tables for people) and read the
+values they share (the format, a day)."""
 
 from __future__ import annotations
 
