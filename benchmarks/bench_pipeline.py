@@ -690,21 +690,10 @@ def _bare_update(connection: Any) -> float:
     finally:
         transaction.rollback()
         if sqlite:
-            kept = _sqlite_indexes(connection, "work_item")
+            kept = db.sqlite_indexes(connection, "work_item")
             connection.rollback()
             if not kept:
                 raise RuntimeError("the yardstick's rollback lost work_item's indexes")
-
-
-def _sqlite_indexes(connection: Any, table: str) -> list[str]:
-    """The indexes of a SQLite table that can be dropped (a ``UNIQUE`` constraint's cannot)."""
-    return list(
-        connection.exec_driver_sql(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
-            "AND sql IS NOT NULL",
-            (table,),
-        ).scalars()
-    )
 
 
 def _drop_secondary_indexes(connection: Any, table: str) -> None:
@@ -715,7 +704,7 @@ def _drop_secondary_indexes(connection: Any, table: str) -> None:
     moves a row adds an entry to every index, drops the constraint.
     """
     if connection.dialect.name == "sqlite":
-        for name in _sqlite_indexes(connection, table):
+        for name, _ in db.sqlite_indexes(connection, table):
             connection.exec_driver_sql(f'DROP INDEX "{name}"')
         return
     constraints = connection.exec_driver_sql(

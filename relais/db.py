@@ -98,6 +98,20 @@ def refresh_statistics(connection: Connection, table: str = "work_item") -> None
         connection.exec_driver_sql(f'ANALYZE "{table}"')
 
 
+def sqlite_indexes(connection: Connection, table: str) -> list[tuple[str, str]]:
+    """The indexes of a SQLite table that ``DROP INDEX`` can remove, as (name, CREATE statement).
+
+    A ``UNIQUE`` constraint's own index has no statement and is not listed: it goes with the
+    table only.
+    """
+    rows = connection.exec_driver_sql(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+        " AND sql IS NOT NULL",
+        (table,),
+    )
+    return [(name, sql) for name, sql in rows]
+
+
 def current_revision(engine: Engine) -> str | None:
     """The schema revision stored in the database, or None for an empty database."""
     try:

@@ -59,7 +59,7 @@ from models.types import UTCDateTime
 from relais.calendars import ensure_calendar_years
 from relais.conventions import coverage_on, validate_files
 from relais.cpus import usable_cores
-from relais.db import get_engine, refresh_statistics
+from relais.db import get_engine, refresh_statistics, sqlite_indexes
 from relais.domain.conventions import Coverage
 from relais.domain.routing import (
     LOCAL,
@@ -654,12 +654,9 @@ class RoutingRun:
         if self._planned < SQLITE_REBUILD_SHARE * self._item_count():
             yield
             return
-        definitions = self.connection.exec_driver_sql(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'work_item'"
-            # The unique key's own index has no SQL: routing leaves it alone (it changes no
-            # SIE nor reference), and building it again would check every pair again.
-            " AND sql IS NOT NULL"
-        ).all()
+        # The unique key's own index is not among them: routing changes no SIE nor reference,
+        # and building it again would check every pair again.
+        definitions = sqlite_indexes(self.connection, "work_item")
         for name, _ in definitions:
             self.connection.exec_driver_sql(f'DROP INDEX "{name}"')
         yield

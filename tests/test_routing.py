@@ -626,7 +626,11 @@ def _item_indexes(source: Engine | Connection) -> list[tuple[str, str]]:
         ]
 
 
-def _bulk_night(engine: Engine, tmp_path: Path) -> None:
+@pytest.fixture
+def bulk_night(sqlite_engine: Engine, tmp_path: Path) -> Engine:
+    """A SQLite database whose next run assigns every item: a bulk night, with a rebuild."""
+    engine = sqlite_engine
+    load_reference_data(tmp_path, engine)
     apply_convention(
         tmp_path, engine, convention_document("CONV-75-VIERZON", 1, perimeter=[VAT_08])
     )
@@ -635,14 +639,13 @@ def _bulk_night(engine: Engine, tmp_path: Path) -> None:
         [NewItem("SIE-75-08", f"R{n}", "tva_refund", NOV_20) for n in range(30)]
         + [NewItem("SIE-75-17", f"L{n}", "auvisir", NOV_20) for n in range(30)],
     )
+    return engine
 
 
 def test_a_bulk_run_on_sqlite_leaves_the_same_indexes_consistent_and_analysed(
-    sqlite_engine: Engine, tmp_path: Path
+    bulk_night: Engine,
 ) -> None:
-    engine = sqlite_engine
-    load_reference_data(tmp_path, engine)
-    _bulk_night(engine, tmp_path)
+    engine = bulk_night
     indexes = _item_indexes(engine)
     assert len(indexes) >= 5
 
@@ -671,11 +674,9 @@ def test_a_bulk_run_on_sqlite_leaves_the_same_indexes_consistent_and_analysed(
 
 
 def test_a_bulk_run_on_sqlite_builds_its_indexes_with_a_small_sort_budget_and_helpers(
-    sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bulk_night: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = sqlite_engine
-    load_reference_data(tmp_path, engine)
-    _bulk_night(engine, tmp_path)
+    engine = bulk_night
     monkeypatch.setattr(routing, "usable_cores", lambda: 3.0)
     during: list[tuple[int, int]] = []
 
@@ -705,11 +706,9 @@ def test_a_bulk_run_on_sqlite_builds_its_indexes_with_a_small_sort_budget_and_he
 
 
 def test_a_bulk_run_that_fails_after_dropping_the_indexes_leaves_them_and_the_items(
-    sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bulk_night: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = sqlite_engine
-    load_reference_data(tmp_path, engine)
-    _bulk_night(engine, tmp_path)
+    engine = bulk_night
     indexes, before = _item_indexes(engine), _snapshot(engine)
     write = routing.RoutingRun._write_items_and_events
 
