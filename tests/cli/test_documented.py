@@ -44,3 +44,19 @@ def test_every_command_has_help() -> None:
         return [] if (command.help or "").strip() else [path]
 
     assert walk(root, "relais") == []
+
+
+def test_no_flag_reads_as_if_it_took_a_value() -> None:
+    """Help leaves a flag's value column empty: ``--dry-run``, not ``--dry-run <bool>``."""
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    shown = {}
+    for path in _command_paths(typer.main.get_command(app)):
+        result = runner.invoke(app, [*path.split(), "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, (path, result.output)
+        assert "<bool>" not in result.output, path
+        shown[path] = result.output
+    route = shown["route"]
+    assert re.search(r"--dry-run\s+Compute", route)
+    assert re.search(r"--as-of\s+YYYY-MM-DD", route)
