@@ -43,7 +43,7 @@ from sqlalchemy import Engine, insert, text
 
 from benchmarks.bench_pipeline import machine_probe, peak_memory_mb
 from relais import db
-from relais.domain.intake import format_amount, luhn_valid, row_fingerprint
+from relais.domain.intake import format_amount, luhn_valid
 from relais.domain.sla import legal_due_on
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +138,7 @@ def generate_rows(sie: int, count: int) -> Iterator[tuple[dict[str, Any], tuple[
             cents,
             label,
             legal_due_on(process, received),
-            row_fingerprint(process, siren, received, cents, None, label),
+            False,  # legal_due_given
         )
         if kind == "ok" and len(recent) < 1000:
             recent.append((raw, values))
@@ -249,7 +249,7 @@ def _bulk_insert(engine: Engine, table: str, sies: int, rows: int) -> dict[str, 
     now = datetime.now(UTC)
     columns = (
         "sie_code, reference, process, siren, received_on, amount_cents, label, legal_due_on,"
-        " fingerprint, state, last_event_at, created_at"
+        " legal_due_given, state, last_event_at, created_at"
     )
     elapsed = cpu = 0.0
     inserted = 0

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -209,7 +208,6 @@ def _item_rows(data: DataSet) -> Iterator[ItemRow]:
             received_on=received_on,
             amount_cents=amount,
             legal_due_on=_legal(process, received_on),
-            fingerprint=hashlib.sha256(f"{sie}|{reference}".encode()).hexdigest(),
             intake_at=datetime.combine(intake_on, clock_time(0), tzinfo=PARIS),
             intake_on=intake_on,
         )
@@ -226,14 +224,13 @@ class ItemRow:
     received_on: date
     amount_cents: int | None
     legal_due_on: date | None
-    fingerprint: str
     intake_at: datetime
     intake_on: date
 
 
 ITEM_COLUMNS = (
     "id, sie_code, reference, process, siren, received_on, amount_cents, legal_due_on, "
-    "fingerprint, state, last_event_at, created_at"
+    "state, last_event_at, created_at"
 )
 EVENT_COLUMNS = "id, item_id, event, at, by, to_state, as_of, recorded_at"
 
@@ -248,7 +245,6 @@ def _item_values(row: ItemRow, now: datetime) -> tuple[Any, ...]:
         row.received_on,
         row.amount_cents,
         row.legal_due_on,
-        row.fingerprint,
         "received",
         row.intake_at,
         now,
@@ -295,7 +291,7 @@ def _bulk_items_sqlite(engine: Engine, data: DataSet) -> None:
             cursor.execute(f'DROP INDEX "{name}"')
         for batch in _batches(_item_rows(data)):
             cursor.executemany(
-                f"INSERT INTO work_item ({ITEM_COLUMNS}) VALUES ({', '.join('?' * 12)})",
+                f"INSERT INTO work_item ({ITEM_COLUMNS}) VALUES ({', '.join('?' * 11)})",
                 [tuple(map(_sqlite_value, _item_values(row, now))) for row in batch],
             )
             cursor.executemany(

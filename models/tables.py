@@ -10,7 +10,17 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from models.types import UTCDateTime
@@ -226,7 +236,9 @@ class WorkItem(SQLModel, table=True):
     amount_cents: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     label: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     legal_due_on: date | None = None
-    fingerprint: str = Field(max_length=64)
+    # Whether the row gave its legal deadline (else computed from process and reception day):
+    # what tells a duplicate row from a conflicting one, with the values above.
+    legal_due_given: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     state: str = Field(default="received", max_length=16)
     assignee: str | None = Field(default=None, max_length=32)
     assignment_kind: str | None = Field(default=None, max_length=8)

@@ -16,7 +16,7 @@ from relais.errors import ConfigurationError
 from relais.settings import get_settings
 
 #: The Alembic revision this code expects; bump with each new migration.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 

@@ -12,14 +12,16 @@ Rows are streamed in batches (:mod:`relais.intake_reader`; a large file is read 
 by a reader process while this one writes) and written set-based: on SQLite one ``INSERT …
 SELECT`` of the batch from its JSON text and one of its ``received`` events, on PostgreSQL a
 ``COPY`` of each. The unique (SIE, reference) constraint settles what is new; a row whose
-reference is already taken is a duplicate when its fingerprint (normalised values) is the
-same, and rejected otherwise, whether the first one came from an earlier file or the same file.
+reference is already taken is a duplicate when its normalised values are the same
+(:func:`relais.domain.intake.row_content`), and rejected otherwise, whether the first one came
+from an earlier file or the same file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import stat
 import threading
@@ -34,12 +36,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from models.tables import IntakeFile, IntakeRejection, ItemEvent, Sie, WorkItem
 from relais.csvcells import safe_cell
-from relais.domain.intake import REASON_CONFLICT
+from relais.domain.intake import REASON_CONFLICT, RowContent, row_content
 from relais.errors import ConfigurationError, NotFoundError
 from relais.intake_reader import (
     READER_PROCESS_BATCH,
     READER_PROCESS_FIRST_BATCH,
     READER_PROCESS_MIN_BYTES,
+    NewRow,
     RowBatch,
     lend_reader_process,
     read_batches,
@@ -456,18 +459,18 @@ class _FileJob:
         counts = self.counts
         rejections = batch.rejections
         if batch.count:
-            # The batch's references that were taken before it: line, new and stored fingerprint.
+            # The batch's references that were taken before it: line, new and stored content.
             taken = writer.write(batch)
             counts.accepted += batch.count - len(taken)
-            stored: dict[str, str] = {}
-            for line, reference, fingerprint, stored_fingerprint in taken:
-                stored[reference] = stored_fingerprint
-                if fingerprint == stored_fingerprint:
+            stored: dict[str, RowContent] = {}
+            for line, reference, content, stored_content in taken:
+                stored[reference] = stored_content
+                if content == stored_content:
                     counts.duplicates += 1
                 else:
                     rejections.append((line, reference, REASON_CONFLICT))
-            for line, reference, fingerprint, first in batch.repeats:
-                if fingerprint == stored.get(reference, first):
+            for line, reference, content, first in batch.repeats:
+                if content == stored.get(reference, first):
                     counts.duplicates += 1
                 else:
                     rejections.append((line, reference, REASON_CONFLICT))
@@ -496,15 +499,25 @@ class _FileJob:
 _RECEIVED_EVENT_COLUMNS: Final = "item_id, event, at, by, to_state, as_of, flow_run_id, recorded_at"
 _WORK_ITEM_COLUMNS: Final = (
     "sie_code, reference, process, siren, received_on, amount_cents, label, legal_due_on, "
-    "fingerprint, state, intake_file_id, last_event_at, created_at"
+    "legal_due_given, state, intake_file_id, last_event_at, created_at"
 )
+# The columns row_content compares, in its arguments' order.
+_CONTENT_COLUMNS: Final = (
+    "process, siren, received_on, amount_cents, legal_due_on, legal_due_given, label"
+)
+#: A row of a batch whose reference was already taken: line, reference, its content and the
+#: content of the row already there.
+TakenRow = tuple[int, str, RowContent, RowContent]
+
+
+def _new_row_content(row: NewRow) -> RowContent:
+    return row_content(row[2], row[3], row[4], row[5], row[7], row[8], row[6])
 
 
 class _Writer:
     """Inserts batches of new rows and their ``received`` events, in the caller's transaction.
 
-    ``write`` returns the batch's rows whose reference was already taken, as (line,
-    reference, fingerprint, fingerprint of the row already there).
+    ``write`` returns the batch's rows whose reference was already taken (:data:`TakenRow`).
     """
 
     #: Whether the writer takes a batch's new rows as JSON text.
@@ -518,7 +531,7 @@ class _Writer:
         self._file_id = file_id
         self._events = (job.at, job.author, job.as_of, job.flow_run_id, now)
 
-    def write(self, batch: RowBatch) -> list[tuple[int, str, str, str]]:
+    def write(self, batch: RowBatch) -> list[TakenRow]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -534,6 +547,7 @@ def _writer_for(connection: Connection, job: _FileJob, file_id: int, now: dateti
 # The columns of a new row in a batch's JSON array (see relais.intake_reader.NewRow).
 # json_extract(value, '$[n]') takes two thirds of the time of value ->> n on SQLite 3.40.
 _JSON_ROW: Final = ", ".join(f"json_extract(value, '$[{index}]')" for index in range(1, 9))
+_STORED_CONTENT: Final = ", ".join(f"work_item.{name}" for name in _CONTENT_COLUMNS.split(", "))
 
 
 class _SqliteWriter(_Writer):
@@ -576,7 +590,7 @@ class _SqliteWriter(_Writer):
     def close(self) -> None:
         self._cursor.close()
 
-    def write(self, batch: RowBatch) -> list[tuple[int, str, str, str]]:
+    def write(self, batch: RowBatch) -> list[TakenRow]:
         cursor = self._cursor
         cursor.execute("SELECT max(id) FROM work_item")
         last_id = cursor.fetchone()[0] or 0
@@ -591,14 +605,16 @@ class _SqliteWriter(_Writer):
         # up the rows marked taken by the reader if they account for all of them, else all.
         rows = batch.taken if batch.count - inserted == batch.taken_count else batch.new
         cursor.execute(
-            "SELECT json_extract(value, '$[0]') AS line, json_extract(value, '$[1]'), "
-            "json_extract(value, '$[8]'), work_item.fingerprint "
-            "FROM json_each(?) JOIN work_item ON work_item.sie_code = ? "
-            "AND work_item.reference = json_extract(value, '$[1]') "
-            "WHERE work_item.id <= ? ORDER BY line",
+            f"SELECT value, {_STORED_CONTENT} FROM json_each(?) JOIN work_item "
+            "ON work_item.sie_code = ? AND work_item.reference = json_extract(value, '$[1]') "
+            "WHERE work_item.id <= ? ORDER BY json_extract(value, '$[0]')",
             (rows, self._sie_code, last_id),
         )
-        return cursor.fetchall()
+        taken = []
+        for found in cursor.fetchall():
+            row = json.loads(found[0])
+            taken.append((row[0], row[1], _new_row_content(row), row_content(*found[1:])))
+        return taken
 
 
 class _PostgresWriter(_Writer):
@@ -620,21 +636,23 @@ class _PostgresWriter(_Writer):
                 "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_PG_INTAKE_LOCK, job.sie_code)
             )
 
-    def write(self, batch: RowBatch) -> list[tuple[int, str, str, str]]:
+    def write(self, batch: RowBatch) -> list[TakenRow]:
         sie, file_id = self._sie_code, self._file_id
         at, author, as_of, flow_run_id, now = self._events
         rows = batch.new
         assert not isinstance(rows, str)
         with self._driver.cursor() as cursor:  # type: ignore[union-attr]
             cursor.execute(
-                "SELECT reference, fingerprint FROM work_item"
+                f"SELECT reference, {_CONTENT_COLUMNS} FROM work_item"
                 " WHERE sie_code = %s AND reference = ANY(%s)",
                 (sie, [row[1] for row in rows]),
             )
-            stored = dict(cursor.fetchall())
+            stored = {found[0]: row_content(*found[1:]) for found in cursor.fetchall()}
             if stored:
                 taken = [
-                    (row[0], row[1], row[8], stored[row[1]]) for row in rows if row[1] in stored
+                    (row[0], row[1], _new_row_content(row), stored[row[1]])
+                    for row in rows
+                    if row[1] in stored
                 ]
                 rows = [row for row in rows if row[1] not in stored]
                 if not rows:

@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from relais.cpus import usable_cores
-from relais.domain.intake import IntakeRow, RowRejection, RowValidator
+from relais.domain.intake import (
+    IntakeRow,
+    RowContent,
+    RowRejection,
+    RowValidator,
+    intake_row_content,
+)
 from relais.queuefiles import RowReader, inspect_file
 
 #: Bytes of batches a reader process may hold while intake is busy writing: a whole
@@ -56,7 +62,10 @@ READER_PROCESS_FIRST_BATCH: Final = 250
 EARLIER_REFERENCES: Final = 200_000
 
 #: A new row: its line and the values of its ``work_item`` columns, dates as ISO text.
-NewRow = tuple[int, str, str, str, str, int | None, str | None, str | None, str]
+NewRow = tuple[int, str, str, str, str, int | None, str | None, str | None, bool]
+#: A later occurrence of a reference: its line, the reference, its content and the content of
+#: the reference's first occurrence in the batch (see :func:`relais.domain.intake.row_content`).
+Repeat = tuple[int, str, RowContent, RowContent]
 
 
 @dataclass(slots=True)
@@ -65,8 +74,8 @@ class RowBatch:
 
     ``new`` holds the first occurrence of each reference in the batch (:data:`NewRow`), or
     its JSON text (an array of those arrays) when read for SQLite. ``repeats`` are the later
-    occurrences, as (line, reference, fingerprint, fingerprint of the first occurrence), and
-    ``rejections`` the refused rows, as (line, reference as given, reason).
+    occurrences (:data:`Repeat`), and ``rejections`` the refused rows, as (line, reference as
+    given, reason).
 
     ``taken`` are the rows of ``new`` whose reference a new row of an earlier batch of the
     file had (in the same form as ``new``, ``taken_count`` of them): once that batch is
@@ -76,7 +85,7 @@ class RowBatch:
 
     new: list[NewRow] | str
     count: int
-    repeats: list[tuple[int, str, str, str]] = field(default_factory=list)
+    repeats: list[Repeat] = field(default_factory=list)
     rejections: list[tuple[int, str | None, str]] = field(default_factory=list)
     bytes_read: int = 0
     taken: list[NewRow] | str = field(default_factory=list)
@@ -99,11 +108,11 @@ def read_batches(
     a queue file (its batches so far must then be thrown away).
     """
     validate = RowValidator(as_of)
-    firsts: dict[str, str] = {}  # reference -> fingerprint of its first occurrence
+    firsts: dict[str, IntakeRow] = {}  # reference -> its first occurrence in the batch
     earlier: set[str] = set()  # references of the new rows of the file's earlier batches
     new: list[Any] = []  # NewRow tuples, or their JSON texts
     taken: list[Any] = []  # those of them whose reference is in ``earlier``
-    repeats: list[tuple[int, str, str, str]] = []
+    repeats: list[Repeat] = []
     rejections: list[tuple[int, str | None, str]] = []
     days: dict[date, str] = {}  # ISO texts of the few days a file holds
     in_batch = 0
@@ -119,9 +128,10 @@ def read_batches(
                 else:
                     first = firsts.get(row[0])
                     if first is not None:
-                        repeats.append((line, row[0], row[7], first))
+                        content = intake_row_content(row)
+                        repeats.append((line, row[0], content, intake_row_content(first)))
                     else:
-                        firsts[row[0]] = row[7]
+                        firsts[row[0]] = row
                         day, deadline = row[3], row[6]
                         received = days.get(day) or days.setdefault(day, day.isoformat())
                         legal = None
@@ -151,21 +161,21 @@ def _json_row(line: int, row: IntakeRow, received: str, legal: str | None) -> st
     """A :data:`NewRow` as the JSON array ``json.dumps`` writes (``ensure_ascii=False``).
 
     Only the reference and the label are free text; the process is a catalogue code, the
-    SIREN nine digits, dates ISO and the fingerprint hexadecimal: nothing there to escape.
+    SIREN nine digits and dates ISO: nothing there to escape.
     """
     amount = "null" if row[4] is None else row[4]
     label = "null" if row[5] is None else _quote(row[5])
     deadline = "null" if legal is None else f'"{legal}"'
     return (
         f'[{line},{_quote(row[0])},"{row[1]}","{row[2]}","{received}",{amount},{label},'
-        f'{deadline},"{row[7]}"]'
+        f"{deadline},{'true' if row[7] else 'false'}]"
     )
 
 
 def _batch(
     new: list[Any],
     as_json: bool,
-    repeats: list[tuple[int, str, str, str]],
+    repeats: list[Repeat],
     rejections: list[tuple[int, str | None, str]],
     bytes_read: int,
     taken: list[Any],

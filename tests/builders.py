@@ -8,7 +8,6 @@ exactly what production writes. Lifecycle events go through ``relais.items.apply
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -139,7 +138,7 @@ def add_item(
         "amount_cents": 123_456 if process == "tva_refund" else None,
         "label": "Libellé confidentiel",
         "legal_due_on": legal_due_on(process, received_on, legal_override),
-        "fingerprint": hashlib.sha256(f"{sie}/{reference}/{number}".encode()).hexdigest(),
+        "legal_due_given": legal_override is not None,
         "state": "received",
         "last_event_at": received_at,
         "created_at": received_at,

@@ -6,7 +6,6 @@ local of the intake day), without going through intake, so routing is tested on 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -138,7 +137,6 @@ def add_items(engine: Engine, items: Iterable[NewItem]) -> list[int]:
         for item in items:
             intake_on = item.intake_on or item.received_on
             at = datetime.combine(intake_on, time(0), tzinfo=PARIS)
-            fingerprint = hashlib.sha256(f"{item.sie}|{item.reference}".encode()).hexdigest()
             key = connection.execute(
                 insert(WorkItem.__table__).values(  # type: ignore[attr-defined]
                     sie_code=item.sie,
@@ -147,7 +145,6 @@ def add_items(engine: Engine, items: Iterable[NewItem]) -> list[int]:
                     siren="732829320",
                     received_on=item.received_on,
                     legal_due_on=legal_due_on(item.process, item.received_on),
-                    fingerprint=fingerprint,
                     state="received",
                     last_event_at=at,
                     created_at=now,

@@ -105,3 +105,66 @@ def test_a_table_never_analysed_gets_statistics(engine: Engine) -> None:
     finally:
         with engine.begin() as connection:
             connection.exec_driver_sql("DROP TABLE stats_probe")
+
+
+def _migrate(engine: Engine, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        if revision < (db.current_revision(engine) or ""):
+            command.downgrade(config, revision)
+        else:
+            command.upgrade(config, revision)
+
+
+def test_0006_tells_given_legal_deadlines_from_the_fingerprints_it_drops(engine: Engine) -> None:
+    from hashlib import sha256
+
+    def fingerprint(given: str) -> str:
+        """What intake stored for a tva_refund of 0.10 € received 2026-08-31, no label."""
+        values = ("tva_refund", "732829320", "2026-08-31", "10", given, "")
+        return sha256("\x1f".join(values).encode()).hexdigest()
+
+    # (reference, legal_due_on, fingerprint intake stored): the deadline given with the row,
+    # the same deadline computed, a given deadline equal to the computed one, no deadline.
+    rows = [
+        ("GIVEN", "2027-01-15", fingerprint("2027-01-15")),
+        ("COMPUTED", "2027-02-28", fingerprint("")),
+        ("SAME", "2027-02-28", fingerprint("2027-02-28")),
+        ("NONE", None, fingerprint("")),
+    ]
+    try:
+        _migrate(engine, "0005")
+        with engine.begin() as connection:
+            for reference, deadline, stored in rows:
+                connection.execute(
+                    text(
+                        "INSERT INTO work_item (sie_code, reference, process, siren, received_on,"
+                        " amount_cents, legal_due_on, fingerprint, state, last_event_at,"
+                        " created_at) VALUES ('SIE', :reference, 'tva_refund', '732829320',"
+                        " '2026-08-31', 10, :deadline, :stored, 'received', :now, :now)"
+                    ),
+                    {
+                        "reference": reference,
+                        "deadline": deadline,
+                        "stored": stored,
+                        "now": datetime.now(UTC),
+                    },
+                )
+        _migrate(engine, "head")
+        with engine.connect() as connection:
+            query = text("SELECT reference, legal_due_given FROM work_item")
+            given: dict[str, bool] = {row[0]: row[1] for row in connection.execute(query)}
+        assert given == {"GIVEN": True, "COMPUTED": False, "SAME": True, "NONE": False}
+
+        _migrate(engine, "0005")  # and back: the same fingerprints again
+        with engine.connect() as connection:
+            query = text("SELECT reference, fingerprint FROM work_item")
+            fingerprints: dict[str, str] = {row[0]: row[1] for row in connection.execute(query)}
+        assert fingerprints == {reference: fingerprint for reference, _, fingerprint in rows}
+    finally:
+        _migrate(engine, "head")

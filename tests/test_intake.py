@@ -279,7 +279,8 @@ def test_encodings_delimiters_and_line_ends(engine: Engine, root: Path) -> None:
     assert item(engine, "U1")["label"] == "Créteil"
     assert item(engine, "W1")["label"] == "Créteil"
     assert item(engine, "W2")["amount_cents"] == 123_450
-    assert item(engine, "W1")["fingerprint"] == item(engine, "U1")["fingerprint"]
+    compared = ("process", "siren", "received_on", "label", "legal_due_given")
+    assert [item(engine, "W1")[c] for c in compared] == [item(engine, "U1")[c] for c in compared]
 
 
 def test_french_amounts_with_no_break_spaces(engine: Engine, root: Path) -> None:
@@ -402,6 +403,36 @@ def test_a_repeat_is_judged_against_the_stored_row_not_the_first_in_its_file(
     assert _file_counts(summary) == [(SIE, "b.csv", 0, 1, 1)]
     assert errors_rows(root / SIE / "rejected" / "b.csv.errors.csv") == [
         ["2", "R1", "same reference with different values"]
+    ]
+
+
+def test_a_legal_deadline_given_is_not_the_same_row_as_that_deadline_computed(
+    engine: Engine, root: Path
+) -> None:
+    # A VAT refund received on 31 August is due on 28 February: given or computed, the
+    # deadline is the same day, but a row that gave it is not the row that did not.
+    refund = {"process": "tva_refund", "amount": "10", "received_on": "2026-08-31"}
+    write_csv(
+        incoming(root) / "a.csv",
+        [row("R1", **refund, legal_due_on="2027-02-28"), row("R2", **refund)],
+    )
+    run_intake(engine, root)
+    assert [item(engine, r)["legal_due_on"] for r in ("R1", "R2")] == [date(2027, 2, 28)] * 2
+    assert [bool(item(engine, r)["legal_due_given"]) for r in ("R1", "R2")] == [True, False]
+    write_csv(
+        incoming(root) / "b.csv",
+        [
+            row("R1", **refund),  # conflict: R1 gave its deadline
+            row("R2", **refund, legal_due_on="28/02/2027"),  # conflict: R2 did not
+            row("R1", **refund, legal_due_on="28/02/2027"),  # duplicate
+            row("R2", **refund),  # duplicate
+        ],
+    )
+    summary = run_intake(engine, root)
+    assert _file_counts(summary) == [(SIE, "b.csv", 0, 2, 2)]
+    assert errors_rows(root / SIE / "rejected" / "b.csv.errors.csv") == [
+        ["2", "R1", "same reference with different values"],
+        ["3", "R2", "same reference with different values"],
     ]
 
 

@@ -71,7 +71,7 @@ COMPARED = (
     "amount_cents",
     "label",
     "legal_due_on",
-    "fingerprint",
+    "legal_due_given",
     "state",
     "last_event_at",
 )

@@ -261,7 +261,7 @@ def test_intake_after_its_reader_died_mid_file_leaves_nothing_and_a_rerun_is_cle
     assert [{**f, "sie": None} for f in rerun["files"]] == [
         {**f, "sie": None} for f in clean["files"]
     ]
-    compared = ("reference", "process", "siren", "received_on", "amount_cents", "fingerprint")
+    compared = ("reference", "process", "siren", "received_on", "amount_cents", "label")
     assert [tuple(i[c] for c in compared) for i in items(engine, SIE)] == [
         tuple(i[c] for c in compared) for i in items(engine, OTHER_SIE)
     ]

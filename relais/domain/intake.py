@@ -2,7 +2,7 @@
 
 A row is *accepted* (an :class:`IntakeRow`, normalised) or *rejected* (a :class:`RowRejection`
 with the reasons). Telling duplicates from conflicting rows needs the database and is done by
-:mod:`relais.intake`, by comparing :func:`row_fingerprint` values.
+:mod:`relais.intake`, by comparing :func:`row_content` values.
 
 This runs once per row of files that can hold millions of rows, so the happy path is kept to
 precompiled regular expressions, string methods and table look-ups; reasons never quote the
@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date
-from hashlib import sha256
 from typing import Final, NamedTuple
 
 from relais.domain.calendar import MAX_YEAR, MIN_YEAR
@@ -74,11 +73,13 @@ _LUHN_ODD_START: Final = {
     for c in range(10)
 }
 
-_SEPARATOR: Final = "\x1f"  # unit separator: refused in labels, absent from other fields
-
 
 class IntakeRow(NamedTuple):
-    """An accepted row, normalised (``legal_due_on`` is the override or the computed one)."""
+    """An accepted row, normalised.
+
+    ``legal_due_on`` is the row's own deadline when ``legal_due_given``, else the one computed
+    from its process and reception day.
+    """
 
     reference: str
     process: str
@@ -87,7 +88,7 @@ class IntakeRow(NamedTuple):
     amount_cents: int | None
     label: str | None
     legal_due_on: date | None
-    fingerprint: str
+    legal_due_given: bool
 
 
 class RowRejection(NamedTuple):
@@ -163,26 +164,32 @@ def format_amount(cents: int) -> str:
     return f"{grouped},{rest:02d}\u00a0€"
 
 
-def row_fingerprint(
+#: What tells a duplicate from a conflicting row (see :func:`row_content`).
+RowContent = tuple[str, str, str, int | None, str | None, str | None]
+
+
+def row_content(
     process: str,
     siren: str,
-    received_on: date,
+    received_on: date | str,
     amount_cents: int | None,
-    legal_due_override: date | None,
+    legal_due_on: date | str | None,
+    legal_due_given: bool,
     label: str | None,
-) -> str:
-    """SHA-256 of a row's normalised values: equal fingerprints mean a duplicate row."""
-    text = _SEPARATOR.join(
-        (
-            process,
-            siren,
-            received_on.isoformat(),
-            "" if amount_cents is None else str(amount_cents),
-            "" if legal_due_override is None else legal_due_override.isoformat(),
-            "" if label is None else label,
-        )
-    )
-    return sha256(text.encode("utf-8")).hexdigest()
+) -> RowContent:
+    """A row's normalised values as compared: equal contents mean a duplicate row.
+
+    Dates as ISO text (as :class:`datetime.date` or as the text a database returns); the legal
+    deadline only when the row gave it, since a computed one follows from the other values.
+    The reference is the key, not part of the content.
+    """
+    given = str(legal_due_on) if legal_due_given and legal_due_on is not None else None
+    return (process, siren, str(received_on), amount_cents, given, label)
+
+
+def intake_row_content(row: IntakeRow) -> RowContent:
+    """:func:`row_content` of an accepted row."""
+    return row_content(row[1], row[2], row[3], row[4], row[6], row[7], row[5])
 
 
 def json_cell(value: object) -> str | None:
@@ -318,36 +325,19 @@ class RowValidator:
         # No problem found: every required value is present.
         assert reference is not None and process is not None and siren is not None
         assert received is not None
-        received_date, received_text = received
+        received_date = received[0]
         if override is None:
             key = (process, received_date)
             try:
                 deadline = self._legal[key]
             except KeyError:
                 deadline = self._legal[key] = compute_legal_due_on(process, received_date)
-            override_text = ""
+            given = False
         else:
             deadline = override[0]
-            override_text = override[1]
-        fingerprint_text = _SEPARATOR.join(
-            (
-                process,
-                siren,
-                received_text,
-                "" if amount_cents is None else str(amount_cents),
-                override_text,
-                "" if label is None else label,
-            )
-        )
+            given = True
         return IntakeRow(
-            reference,
-            process,
-            siren,
-            received_date,
-            amount_cents,
-            label,
-            deadline,
-            sha256(fingerprint_text.encode("utf-8")).hexdigest(),
+            reference, process, siren, received_date, amount_cents, label, deadline, given
         )
 
     def _date(

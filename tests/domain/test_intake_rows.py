@@ -1,4 +1,4 @@
-"""Intake rows: SIREN, dates, amounts, processes, references, labels, deadlines, fingerprints."""
+"""Intake rows: SIREN, dates, amounts, processes, references, labels, deadlines, contents."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ from relais.domain.intake import (
     RowRejection,
     RowValidator,
     format_amount,
+    intake_row_content,
     json_cell,
     luhn_valid,
     normalise_siren,
     parse_amount,
     parse_date,
-    row_fingerprint,
+    row_content,
 )
 
 AS_OF = date(2026, 11, 20)
@@ -234,7 +235,7 @@ def test_decomposed_accents_compare_equal_to_composed_ones() -> None:
     composed = _accepted(label="Créteil")
     decomposed = _accepted(label="Cre\u0301teil")
     assert decomposed.label == "Créteil"
-    assert decomposed.fingerprint == composed.fingerprint
+    assert intake_row_content(decomposed) == intake_row_content(composed)
 
 
 # --- Legal deadline --------------------------------------------------------------------------
@@ -260,7 +261,7 @@ def test_legal_deadline_override() -> None:
     )
 
 
-# --- Rejections and fingerprints -------------------------------------------------------------
+# --- Rejections and contents -----------------------------------------------------------------
 
 
 def test_every_problem_of_a_row_is_listed_without_quoting_values() -> None:
@@ -276,7 +277,7 @@ def test_every_problem_of_a_row_is_listed_without_quoting_values() -> None:
     assert "732829321" not in taxpayer.reason and "98" not in taxpayer.reason
 
 
-def test_fingerprint_ignores_how_values_were_written() -> None:
+def test_content_ignores_how_values_were_written() -> None:
     plain = _accepted(process="tva_refund", amount="12345.67", received_on="2026-11-02")
     french = _accepted(
         process="TVA_REFUND",
@@ -284,10 +285,11 @@ def test_fingerprint_ignores_how_values_were_written() -> None:
         amount="12\u202f345,67\u00a0€",
         received_on="02/11/2026",
     )
-    assert french.fingerprint == plain.fingerprint
-    assert plain.fingerprint == row_fingerprint(
-        "tva_refund", SIREN, date(2026, 11, 2), 1_234_567, None, None
-    )
+    assert intake_row_content(french) == intake_row_content(plain)
+    # As the database gives the stored row back: dates as text (SQLite) or dates (PostgreSQL).
+    for received, deadline in (("2026-11-02", "2027-05-02"), (date(2026, 11, 2), date(2027, 5, 2))):
+        stored = row_content("tva_refund", SIREN, received, 1_234_567, deadline, False, None)
+        assert intake_row_content(plain) == stored
 
 
 @pytest.mark.parametrize(
@@ -301,14 +303,26 @@ def test_fingerprint_ignores_how_values_were_written() -> None:
         {"process": "cfe_ifer_dispute"},
     ],
 )
-def test_fingerprint_changes_with_any_value(change: dict[str, str]) -> None:
+def test_content_changes_with_any_value(change: dict[str, str]) -> None:
     base = _accepted(process="tva_refund", amount="12345.67")
     changed = _accepted(**{"process": "tva_refund", "amount": "12345.67", **change})
-    assert changed.fingerprint != base.fingerprint
+    assert intake_row_content(changed) != intake_row_content(base)
 
 
-def test_the_reference_is_the_key_not_part_of_the_fingerprint() -> None:
-    assert _accepted(reference="A").fingerprint == _accepted(reference="B").fingerprint
+def test_a_deadline_given_differs_from_the_same_deadline_computed() -> None:
+    computed = _accepted(process="tva_refund", amount="10", received_on="2026-08-31")
+    given = _accepted(
+        process="tva_refund", amount="10", received_on="2026-08-31", legal_due_on="28/02/2027"
+    )
+    assert (computed.legal_due_on, computed.legal_due_given) == (date(2027, 2, 28), False)
+    assert (given.legal_due_on, given.legal_due_given) == (date(2027, 2, 28), True)
+    assert intake_row_content(given) != intake_row_content(computed)
+
+
+def test_the_reference_is_the_key_not_part_of_the_content() -> None:
+    assert intake_row_content(_accepted(reference="A")) == intake_row_content(
+        _accepted(reference="B")
+    )
 
 
 def test_json_values_become_cell_text() -> None:

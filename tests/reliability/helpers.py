@@ -36,7 +36,7 @@ FUZZ = settings(
 #: Tables whose whole content, by natural key, makes the observable state of Relais.
 _ITEM_COLUMNS = (
     "sie_code, reference, process, siren, received_on, amount_cents, label, legal_due_on, "
-    "fingerprint, state, assignee, assignment_kind, convention_id, convention_version, "
+    "legal_due_given, state, assignee, assignment_kind, convention_id, convention_version, "
     "assigned_on, target_business_days, due_on, suspended_on, completed_on, last_event_at"
 )
 _EVENT_COLUMNS = (
