@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
+import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,9 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_CACHE_KIB = 32 * 1024
 #: WAL pages after which a commit copies the log into the database (SQLite's default: 1,000).
 SQLITE_CHECKPOINT_PAGES = 16_384
+
+#: Seconds a background checkpointer waits for another commit before its thread ends.
+CHECKPOINTER_IDLE_SECONDS = 5.0
 
 #: Rows per index SQLite's ANALYZE looks at: plans as good as a full analysis, in milliseconds.
 SQLITE_ANALYSIS_LIMIT = 1000
@@ -69,6 +75,114 @@ def make_engine(url: str) -> Engine:
     # No server-side prepared statements: after five runs psycopg would prepare a listing
     # query and PostgreSQL could switch it to a generic plan that ignores the partial indexes.
     return create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None})
+
+
+# --- SQLite: checkpoints beside a long series of commits ------------------------------------
+
+_log = logging.getLogger(__name__)
+
+
+class _Checkpointer:
+    """A thread that copies a SQLite database's WAL into the database after commits.
+
+    ``nudge`` after a commit; the thread runs a ``PASSIVE`` checkpoint (it never waits for
+    readers nor blocks the writer), one more if commits came meanwhile, and ends after
+    ``CHECKPOINTER_IDLE_SECONDS`` without one.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        # Never creates a database: an empty one where a deleted file was would help nobody.
+        self._file = Path(str(engine.url.database)).expanduser().resolve().as_uri()
+        self._wanted = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        #: Checkpoints run so far (tests and benchmarks read it).
+        self.runs = 0
+
+    def nudge(self) -> None:
+        with self._lock:
+            self._wanted.set()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="relais-wal-checkpoint", daemon=True
+                )
+                self._thread.start()
+
+    def idle(self, timeout: float) -> bool:
+        """Wait until no checkpoint is wanted nor running; whether that happened in time."""
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            if not self._wanted.wait(CHECKPOINTER_IDLE_SECONDS):
+                with self._lock:
+                    if not self._wanted.is_set():
+                        self._thread = None
+                        return
+            self._wanted.clear()
+            try:
+                # A connection of its own, in autocommit: no pool, no events, no transaction
+                # (a pooled one could hold a reader's snapshot that a writer then waits on).
+                connection = sqlite3.connect(
+                    f"{self._file}?mode=rw", uri=True, timeout=30, isolation_level=None
+                )
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                finally:
+                    connection.close()
+                self.runs += 1
+            except Exception as error:  # the next commit's checkpoint will catch up
+                _log.debug("WAL checkpoint failed: %s", error)
+
+
+_checkpointers: dict[str, _Checkpointer] = {}
+_checkpointers_lock = threading.Lock()
+
+
+def checkpointer(engine: Engine) -> _Checkpointer:
+    """The background checkpointer of ``engine``'s SQLite database (one per database file)."""
+    key = str(engine.url)
+    with _checkpointers_lock:
+        found = _checkpointers.get(key)
+        if found is None or found._engine is not engine:
+            found = _checkpointers[key] = _Checkpointer(engine)
+        return found
+
+
+@contextlib.contextmanager
+def checkpoints_aside(connection: Connection) -> Iterator[None]:
+    """SQLite: the transactions of this block leave the WAL checkpoint to a background thread.
+
+    A commit that finds more than ``SQLITE_CHECKPOINT_PAGES`` pages in the log copies them into
+    the database before it returns. A writer that commits often (intake: one transaction per
+    file) would wait for that copy every few files; with this block its commits return at once
+    and a thread of the process copies the log meanwhile, on another core, while the next
+    transaction writes (SQLite lets one checkpoint run beside one writer). Use it around the
+    whole transaction (``connection.begin()`` inside it): the checkpoint is asked for after the
+    commit. PostgreSQL and in-memory databases: nothing to do.
+    """
+    database = connection.engine.url.database
+    if connection.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute("PRAGMA wal_autocheckpoint = 0")
+    try:
+        yield
+    finally:
+        try:
+            driver.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
+        except Exception:
+            connection.invalidate()  # never back in the pool without its own checkpoints
+        else:
+            checkpointer(connection.engine).nudge()
 
 
 def refresh_statistics(connection: Connection, table: str = "work_item") -> None:

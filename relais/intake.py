@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from models.tables import IntakeFile, IntakeRejection, ItemEvent, Sie, WorkItem
 from relais.csvcells import safe_cell
+from relais.db import checkpoints_aside
 from relais.domain.intake import REASON_CONFLICT, RowContent, row_content
 from relais.errors import ConfigurationError, NotFoundError
 from relais.intake_reader import (
@@ -383,7 +384,9 @@ class _FileJob:
     def run(self, engine: Engine, encoding: str) -> _Recorded:
         """Ingest every row in one transaction; raises UnreadableFileError (rolled back)."""
         now = datetime.now(UTC)
-        with engine.begin() as connection:
+        # On SQLite the commit leaves copying the log into the database to a thread, which
+        # does it while the next file is written.
+        with engine.connect() as connection, checkpoints_aside(connection), connection.begin():
             # The file row first: on SQLite this write takes the database's write lock for the
             # whole transaction, and a concurrent run ingesting the same file fails here.
             file_id = self._insert_file_row(connection, unreadable_reason=None)

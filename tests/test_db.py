@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Engine, select, text
@@ -168,3 +169,25 @@ def test_0006_tells_given_legal_deadlines_from_the_fingerprints_it_drops(engine:
         assert fingerprints == {reference: fingerprint for reference, _, fingerprint in rows}
     finally:
         _migrate(engine, "head")
+
+
+def test_checkpoints_aside_leave_the_wal_to_a_thread_that_ends_when_idle(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "CHECKPOINTER_IDLE_SECONDS", 0.05)
+    checkpointer = db.checkpointer(sqlite_engine)
+    before = checkpointer.runs
+
+    def autocheckpoint(connection: Connection) -> int:
+        return int(connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
+
+    with sqlite_engine.connect() as connection:
+        with db.checkpoints_aside(connection), connection.begin():
+            # Inside: a commit of this connection copies nothing into the database itself.
+            assert autocheckpoint(connection) == 0
+            connection.execute(
+                RunLock.__table__.insert().values(name="x", acquired_at=datetime.now(UTC))  # type: ignore[attr-defined]
+            )
+        assert autocheckpoint(connection) == db.SQLITE_CHECKPOINT_PAGES
+    assert checkpointer.idle(timeout=10)  # its thread ran the checkpoint and ended
+    assert checkpointer.runs == before + 1

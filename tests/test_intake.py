@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, select, text
 
 from models.tables import IntakeRejection, WorkItem
 from models.types import UTCDateTime
+from relais import db
 from relais.csvcells import safe_cell
 from relais.errors import NotFoundError
 from relais.intake import discover_queues, ingest_file, reporting_progress
@@ -404,6 +405,24 @@ def test_a_repeat_is_judged_against_the_stored_row_not_the_first_in_its_file(
     assert errors_rows(root / SIE / "rejected" / "b.csv.errors.csv") == [
         ["2", "R1", "same reference with different values"]
     ]
+
+
+def test_on_sqlite_the_log_is_copied_into_the_database_beside_the_next_file(
+    engine: Engine, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL checkpoints on its own")
+    monkeypatch.setattr(db, "CHECKPOINTER_IDLE_SECONDS", 0.05)
+    checkpointer = db.checkpointer(engine)
+    before = checkpointer.runs
+    for name in ("a.csv", "b.csv"):
+        write_csv(incoming(root) / name, [row(f"{name}-{n}") for n in range(50)])
+    assert run_intake(engine, root)["accepted"] == 100
+    assert checkpointer.idle(timeout=30)
+    assert checkpointer.runs > before  # one per file at most: commits that come meanwhile join
+    with engine.connect() as connection:  # the pool's connection commits as usual again
+        pages = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+    assert pages == db.SQLITE_CHECKPOINT_PAGES
 
 
 def test_a_legal_deadline_given_is_not_the_same_row_as_that_deadline_computed(
