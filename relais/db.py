@@ -90,10 +90,8 @@ class _Checkpointer:
     ``CHECKPOINTER_IDLE_SECONDS`` without one.
     """
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        # Never creates a database: an empty one where a deleted file was would help nobody.
-        self._file = Path(str(engine.url.database)).expanduser().resolve().as_uri()
+    def __init__(self, file_uri: str) -> None:
+        self._file = file_uri
         self._wanted = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -128,7 +126,8 @@ class _Checkpointer:
             self._wanted.clear()
             try:
                 # A connection of its own, in autocommit: no pool, no events, no transaction
-                # (a pooled one could hold a reader's snapshot that a writer then waits on).
+                # (a pooled one could hold a reader's snapshot that a writer then waits on);
+                # read-write only: it never creates a database where a file was deleted.
                 connection = sqlite3.connect(
                     f"{self._file}?mode=rw", uri=True, timeout=30, isolation_level=None
                 )
@@ -147,11 +146,11 @@ _checkpointers_lock = threading.Lock()
 
 def checkpointer(engine: Engine) -> _Checkpointer:
     """The background checkpointer of ``engine``'s SQLite database (one per database file)."""
-    key = str(engine.url)
+    key = Path(str(engine.url.database)).expanduser().resolve().as_uri()
     with _checkpointers_lock:
         found = _checkpointers.get(key)
-        if found is None or found._engine is not engine:
-            found = _checkpointers[key] = _Checkpointer(engine)
+        if found is None:
+            found = _checkpointers[key] = _Checkpointer(key)
         return found
 
 
