@@ -9,7 +9,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -17,6 +17,9 @@ from sqlmodel import Session
 
 from relais.errors import ConfigurationError
 from relais.settings import get_settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 #: The Alembic revision this code expects; bump with each new migration.
 HEAD_REVISION = "0006"
@@ -259,20 +262,26 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def alembic_config(connection: Connection) -> Config:
+    """Alembic's configuration for Relais's migrations, run on ``connection``."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
 def upgrade(engine: Engine) -> str | None:
     """Apply pending migrations to ``engine``'s database; return the revision before."""
     from alembic import command
-    from alembic.config import Config
 
     with _migration_lock(engine):
         before = current_revision(engine)
         if before == HEAD_REVISION:
             return before
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
         with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(alembic_config(connection), "head")
         return before
 
 

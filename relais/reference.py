@@ -127,7 +127,7 @@ def load_reference(
             serialise_writers(session)
             existing = read_snapshot(session)
             plan = plan_reference_load(parsed, existing)
-            day = today or datetime.now(get_settings().timezone).date()
+            day = today or get_settings().today()
             broken = broken_conventions(
                 session, parsed, existing, snapshot_after(plan, existing), day
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,6 +31,10 @@ class Settings:
     def timezone(self) -> ZoneInfo:
         """The zone of the offices' working days (Europe/Paris by default)."""
         return ZoneInfo(self.timezone_name)
+
+    def today(self) -> date:
+        """Today in the offices' time zone (the default day of every command)."""
+        return datetime.now(self.timezone).date()
 
     @property
     def reports_dir(self) -> Path:

@@ -110,12 +110,9 @@ def test_a_table_never_analysed_gets_statistics(engine: Engine) -> None:
 
 def _migrate(engine: Engine, revision: str) -> None:
     from alembic import command
-    from alembic.config import Config
 
-    config = Config()
-    config.set_main_option("script_location", str(db.MIGRATIONS_DIR))
     with engine.begin() as connection:
-        config.attributes["connection"] = connection
+        config = db.alembic_config(connection)
         if revision < (db.current_revision(engine) or ""):
             command.downgrade(config, revision)
         else:

@@ -73,7 +73,7 @@ def now() -> datetime:
 
 def today() -> date:
     """Today in the offices' time zone."""
-    return datetime.now(get_settings().timezone).date()
+    return get_settings().today()
 
 
 def check_day(day: date, name: str) -> date:

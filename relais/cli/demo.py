@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -184,7 +183,7 @@ def demo_command(
     started = time.monotonic()
     settings = get_settings()
     engine = get_engine()
-    today = datetime.now(settings.timezone).date()
+    today = settings.today()
     days = demo_range(today, nights)
 
     reset = reset_demo_state(engine, settings.queue_root, demo_sie_codes())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -116,7 +116,7 @@ def intake_command(
     from relais.settings import get_settings
 
     settings = get_settings()
-    day = as_of or datetime.now(settings.timezone).date()
+    day = as_of or settings.today()
     waiting = _waiting_bytes(settings.queue_root, _sies_to_ingest(settings.queue_root, sie))
     from relais.prefect_env import configure_prefect
 

@@ -135,7 +135,7 @@ def show_command(
     from relais.items import item_detail
     from relais.settings import get_settings
 
-    today = datetime.now(get_settings().timezone).date()
+    today = get_settings().today()
     with session_scope() as session:
         detail = item_detail(session, sie=sie, reference=ref, as_of=today)
     if output_format is OutputFormat.json:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -90,7 +90,7 @@ def route_command(
     from relais.routing import load_drafts
     from relais.settings import get_settings
 
-    day = as_of or datetime.now(get_settings().timezone).date()
+    day = as_of or get_settings().today()
     drafts = [str(path) for path in with_convention or []]
     if drafts:
         # Refuse a bad draft here, with the messages of `conventions validate`, before

@@ -6,7 +6,7 @@ import csv
 import io
 import sys
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any
 
 import typer
@@ -81,7 +81,7 @@ def _as_of_day(as_of: date | None) -> date:
             f"must be between {MIN_YEAR + 1}-01-01 and {MAX_YEAR - 1}-12-31",
             param_hint="--as-of",
         )
-    return as_of or datetime.now(get_settings().timezone).date()
+    return as_of or get_settings().today()
 
 
 def _cell(value: Any) -> str:
